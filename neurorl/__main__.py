@@ -1,0 +1,3 @@
+from neurorl.cli import main
+
+raise SystemExit(main())
