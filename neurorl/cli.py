@@ -1,0 +1,149 @@
+"""The ``neurorl`` command line: train, envs (and later sweep, report, energy)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+
+from neurorl.config import FIELD_TYPES, ConfigError, TrainConfig, build_config, default_run_dir, load_toml, option_name
+
+EXIT_USAGE = 2
+
+HELP = {
+    "env": "Gymnasium environment id (default Hopper-v5; `neurorl envs` lists them)",
+    "actor": "actor family: popsan (spiking) or ann",
+    "algo": "learning algorithm: td3",
+    "T": "simulation steps per action of a spiking actor",
+    "neuron": "hidden neuron: leaky (snnTorch Leaky) or clif (PopSAN's current-based LIF)",
+    "encoder": "population encoder spikes: deterministic or bernoulli",
+    "surrogate": "surrogate gradient: rectangular (PopSAN), atan, fast_sigmoid, triangular",
+    "pop_size": "neurons per observation dimension and per action dimension",
+    "hidden": "hidden layer sizes of actor and critics, comma-separated (e.g. 256,256)",
+    "steps": "environment steps to train",
+    "learning_starts": "uniform random actions and no updates for this many steps",
+    "seed": "run seed: environments, networks, noise and replay sampling",
+    "eval_every": "evaluate every this many environment steps (and at the last step)",
+    "eval_episodes": "deterministic evaluation episodes per evaluation",
+    "out": "run directory (default runs/<env>_<actor>_T<T>_<replay>_seed<seed>_<time>)",
+    "batch_size": "transitions per update",
+    "update_every": "environment steps between update blocks, each of that many updates",
+    "gamma": "discount factor",
+    "tau": "target network Polyak coefficient",
+    "actor_lr": "actor Adam learning rate",
+    "critic_lr": "critic Adam learning rate",
+    "exploration_noise": "std of the Gaussian exploration noise, in units of half the action range",
+    "target_noise": "std of TD3's target policy smoothing noise",
+    "noise_clip": "clip of TD3's target policy smoothing noise",
+    "policy_delay": "critic updates per actor update",
+    "replay": "replay strategy: resilient, fifo, unbounded, prioritized",
+    "capacity": "capacity in transitions of fifo and prioritized replay",
+    "check_interval": "resilient replay: environment steps between discrepancy checks (Δs)",
+    "check_batch": "resilient replay: transitions per check (|D'|)",
+    "threshold": "resilient replay: shrink when Dis exceeds this",
+    "kappa": "resilient replay: fraction κ of the buffer dropped, oldest first, per shrink",
+    "min_size": "resilient replay: never shrink below this many transitions",
+    "beta": "resilient replay: scale β of state-action points",
+    "beta_mode": "resilient replay: constant β, or standardize each dimension by the buffer's std",
+    "reduction": "resilient replay: sum or mean of the nearest-neighbour distances",
+    "measure": "resilient replay: kdtree (nearest stored point) or direct (stored action) discrepancy",
+    "sampler": "resilient replay sampling: uniform or prioritized",
+    "per_alpha": "prioritized replay: priority exponent α",
+    "per_beta0": "prioritized replay: initial importance-sampling exponent, annealed to 1",
+    "max_bytes": "replay memory cap in bytes; past it the oldest transitions are evicted",
+    "compact": "store each observation once (next observations rebuilt exactly)",
+    "energy_model": "energy model name (`neurorl energy --list-models`) or a .toml file",
+    "threads": "torch CPU threads (1 measured fastest for these network sizes)",
+    "device": "cpu, cuda or auto",
+}
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; command-line values win")
+    for name, field in FIELD_TYPES.items():
+        default = getattr(TrainConfig(), name)
+        flag = option_name(name)
+        help_text = f"{HELP.get(name, name)} (default: {default if not isinstance(default, tuple) else ','.join(map(str, default))})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurorl", description="Spiking deep RL with resilient replay and energy accounting.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one agent and report return per joule")
+    _add_train_options(train)
+
+    commands.add_parser("envs", help="list the Gymnasium environments NeuroRL can train on")
+    return parser
+
+
+def _cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in FIELD_TYPES if getattr(args, name) is not None}
+
+
+def _resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    file_values = load_toml(args.config) if args.config else {}
+    config = build_config(file_values, _cli_values(args))
+    out = Path(config.out or default_run_dir(config, time.strftime("%Y%m%d-%H%M%S")))
+    if (out / "summary.json").exists():
+        raise ConfigError([f"--out={str(out)!r}: already holds a finished run (summary.json); choose another directory"])
+    if out.exists() and not out.is_dir():
+        raise ConfigError([f"--out={str(out)!r}: exists and is not a directory"])
+    config.out = str(out)
+    return config, out
+
+
+def _run_train(args: argparse.Namespace, console: Console) -> int:
+    config, out = _resolve_train_config(args)
+
+    from neurorl.experiment.progress import summary_table
+    from neurorl.experiment.training import train
+
+    console.print(f"[bold]NeuroRL[/] training {config.actor} ({config.algo}, T={config.T}) on {config.env} with {config.replay} replay → {out}")
+    summary = train(config, out, show_progress=not args.no_progress)
+    console.print(summary_table(summary, str(out)))
+    return 0
+
+
+def _run_envs(console: Console) -> int:
+    import gymnasium as gym
+    from rich.table import Table
+
+    import neurorl.envs  # noqa: F401
+
+    table = Table(title="Registered environments with continuous actions")
+    table.add_column("id")
+    table.add_column("entry point")
+    for env_id, spec in sorted(gym.envs.registry.items()):
+        entry = str(spec.entry_point)
+        if env_id.startswith("neurorl/") or "mujoco" in entry:
+            table.add_row(env_id, entry)
+    console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    console = Console()
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _run_train(args, console)
+        if args.command == "envs":
+            return _run_envs(console)
+    except ConfigError as error:
+        Console(stderr=True).print(f"[bold red]neurorl {args.command}:[/] {error}", highlight=False)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

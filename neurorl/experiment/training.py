@@ -1,0 +1,323 @@
+"""The training loop: environment steps, replay, TD3 updates, resilient checks and energy.
+
+One environment step, in order: act (random before ``learning_starts``, then the actor plus
+exploration noise) → env.step → replay.add → every ``update_every`` steps, that many updates, each
+critic update, delayed actor update, then (last update of the block only) the replay check, then
+the target update → every ``eval_every`` steps an evaluation, a metrics row and the figures so far.
+Every actor and critic forward pass runs inside an energy phase: ``acting`` for choosing actions
+and evaluation, ``learning`` for updates, ``replay`` for the resilient check's actor pass (its
+KD-tree is booked from the check record).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import neurorl.envs  # noqa: F401  (registers the neurorl/ navigation tasks)
+from neurorl.agents.td3 import TD3Agent, TD3Config
+from neurorl.config import TrainConfig
+from neurorl.energy import EnergyLedger, OperationCounter, count_operations, get_energy_model, load_energy_model
+from neurorl.experiment.evaluation import EvaluationResult, evaluate
+from neurorl.experiment.progress import TrainingProgress
+from neurorl.experiment.rundir import save_torch_atomic, to_toml, write_csv_atomic, write_json_atomic, write_text_atomic
+from neurorl.replay import make_replay
+from neurorl.snn.actors import SPIKING_ACTORS, ActorSpec, MLPActor, build_actor
+
+METRIC_COLUMNS = [
+    "step", "eval_return", "eval_return_std", "eval_episode_length", "buffer_size", "dis", "shrink_events",
+    "sps", "energy_acting_j", "energy_learning_j", "energy_replay_j", "energy_per_action_j",
+    "return_per_joule", "wall_time_s",
+]
+CHECK_COLUMNS = ["step", "dis", "direct_dis", "threshold", "removed", "size_before", "size_after", "check_batch", "point_dim", "measure"]
+PHASES = ("acting", "learning", "replay")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_env(env_id: str, seed: int) -> gym.Env:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+class Timing:
+    """Accumulated wall time per part of the training step, in seconds."""
+
+    PARTS = ("env", "acting", "update", "replay", "evaluation", "logging")
+
+    def __init__(self) -> None:
+        self.seconds = {part: 0.0 for part in self.PARTS}
+
+    def add(self, part: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[part] += now - start
+        return now
+
+
+class Trainer:
+    """Wire a config into environments, agent, replay, energy counter and run directory."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, *, show_progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.show_progress = show_progress
+
+        torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+
+        self.env = make_env(config.env, config.seed)
+        self.eval_env = make_env(config.env, config.seed + 10_000)
+        self.obs_dim = int(np.prod(self.env.observation_space.shape))
+        self.act_dim = int(np.prod(self.env.action_space.shape))
+        low = self.env.action_space.low.astype(np.float32)
+        high = self.env.action_space.high.astype(np.float32)
+        self.action_scale = (high - low) / 2.0
+        self.action_bias = (high + low) / 2.0
+
+        self.spec = ActorSpec(
+            obs_dim=self.obs_dim, act_dim=self.act_dim, hidden=tuple(config.hidden), T=config.T,
+            neuron=config.neuron, encoder=config.encoder, pop_size=config.pop_size, out_pop_size=config.pop_size,
+            surrogate=config.surrogate,
+        )
+        actor = build_actor(config.actor, self.spec)
+        td3 = TD3Config(
+            gamma=config.gamma, tau=config.tau, actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+            exploration_noise=config.exploration_noise, target_noise=config.target_noise,
+            noise_clip=config.noise_clip, policy_delay=config.policy_delay, critic_hidden=tuple(config.hidden),
+        )
+        self.agent = TD3Agent(actor, self.obs_dim, self.act_dim, td3, seed=config.seed, device=self.device)
+        self.replay = make_replay(config.replay, self.obs_dim, self.act_dim, seed=config.seed, **config.replay_options())
+
+        self.energy_model = _energy_model(config.energy_model)
+        self.ledger = EnergyLedger(self.energy_model)
+        self.counter = OperationCounter(*self.agent.networks().values())
+        self.ann_energy_per_action_j = self._ann_energy_per_action()
+
+        self.timing = Timing()
+        self.metrics: list[dict[str, Any]] = []
+        self.checks: list[dict[str, Any]] = []
+        self.shrink_events = 0
+        self.last_dis = float("nan")
+        self.last_evaluation: EvaluationResult | None = None
+
+    def _ann_energy_per_action(self) -> float:
+        """Energy of one action of the ANN actor with the same hidden sizes, under the same model."""
+        ann = MLPActor(self.spec)
+        counts = count_operations(ann, torch.zeros(1, self.obs_dim))
+        return self.energy_model.energy_j(counts)
+
+    def run(self) -> dict[str, Any]:
+        """Train for ``config.steps`` environment steps and return the summary."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "config.toml", to_toml(self.config.to_dict()))
+        start_time = time.perf_counter()
+
+        with TrainingProgress(self.config.steps, enabled=self.show_progress) as progress:
+            self._loop(progress, start_time)
+
+        summary = self._summary(time.perf_counter() - start_time)
+        self._save_actor()
+        write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary
+
+    def _loop(self, progress: TrainingProgress, start_time: float) -> None:
+        cfg = self.config
+        obs, _ = self.env.reset(seed=cfg.seed)
+        obs = np.asarray(obs, dtype=np.float32)
+        mark = time.perf_counter()
+
+        for step in range(1, cfg.steps + 1):
+            action, mark = self._choose_action(obs, step, mark)
+
+            next_obs, reward, terminated, truncated, _ = self.env.step(action * self.action_scale + self.action_bias)
+            next_obs = np.asarray(next_obs, dtype=np.float32)
+            mark = self.timing.add("env", mark)
+
+            self.replay.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+            self.agent.normalizer.update(obs)
+            obs = next_obs
+            if terminated or truncated:
+                obs, _ = self.env.reset()
+                obs = np.asarray(obs, dtype=np.float32)
+            mark = self.timing.add("replay", mark)
+
+            if step > cfg.learning_starts and step % cfg.update_every == 0:
+                mark = self._update_block(step, mark)
+
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                self._evaluate_and_log(step, start_time)
+                mark = time.perf_counter()
+
+            if step % 100 == 0 or step == cfg.steps:
+                progress.update(step, self._progress_fields(step, start_time))
+                mark = self.timing.add("logging", mark)
+
+    def _choose_action(self, obs: np.ndarray, step: int, mark: float) -> tuple[np.ndarray, float]:
+        if step <= self.config.learning_starts:
+            action = self.env.action_space.sample()
+            action = ((action - self.action_bias) / self.action_scale).astype(np.float32)
+            return action, mark
+        with self.counter.phase("acting"):
+            action = self.agent.act(obs, explore=True)
+        return action, self.timing.add("acting", mark)
+
+    def _update_block(self, step: int, mark: float) -> float:
+        cfg = self.config
+        for index in range(cfg.update_every):
+            batch = self.replay.sample(cfg.batch_size)
+            tensors = [
+                torch.from_numpy(array).to(self.device)
+                for array in (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
+            ]
+            mark = self.timing.add("replay", mark)
+
+            with self.counter.phase("learning"):
+                info = self.agent.update(*tensors)
+            self.replay.update_priorities(batch.indices, info.td_errors)
+            mark = self.timing.add("update", mark)
+
+            if index == cfg.update_every - 1:
+                mark = self._replay_check(step, mark)
+            if info.actor_updated:
+                self.agent.update_targets()
+        self.ledger.book("learning", self.counter.take("learning"))
+        return mark
+
+    def _replay_check(self, step: int, mark: float) -> float:
+        def policy(states: np.ndarray) -> np.ndarray:
+            with self.counter.phase("replay"):
+                return self.agent.predict(states)
+
+        record = self.replay.after_update(policy, step)
+        if record is None:
+            return mark
+        self.ledger.book("replay", self.counter.take("replay"))
+        self.ledger.book_kdtree(record.check_batch, record.point_dim, record.check_batch)
+        self.last_dis = record.dis
+        if record.removed > 0:
+            self.shrink_events += 1
+        self.checks.append(record.as_row())
+        return self.timing.add("replay", mark)
+
+    def _evaluate_and_log(self, step: int, start_time: float) -> None:
+        mark = time.perf_counter()
+        self.ledger.book("acting", self.counter.take("acting"))
+        result = evaluate(
+            lambda obs: self.agent.act(obs, explore=False),
+            self.eval_env, self.action_scale, self.action_bias, self.config.eval_episodes,
+            self.counter, self.energy_model, seed=self.config.seed + 10_000,
+        )
+        for counts in result.counts:
+            self.ledger.book("acting", counts)
+        self.last_evaluation = result
+        mark = self.timing.add("evaluation", mark)
+
+        energy = self.ledger.energy_j()
+        elapsed = time.perf_counter() - start_time
+        self.metrics.append({
+            "step": step,
+            "eval_return": result.mean_return,
+            "eval_return_std": result.std_return,
+            "eval_episode_length": float(np.mean(result.lengths)),
+            "buffer_size": len(self.replay),
+            "dis": self.last_dis,
+            "shrink_events": self.shrink_events,
+            "sps": step / elapsed,
+            "energy_acting_j": energy["acting"],
+            "energy_learning_j": energy["learning"],
+            "energy_replay_j": energy["replay"],
+            "energy_per_action_j": result.energy_per_action_j,
+            "return_per_joule": result.return_per_joule,
+            "wall_time_s": elapsed,
+        })
+        write_csv_atomic(self.run_dir / "metrics.csv", self.metrics, METRIC_COLUMNS)
+        write_csv_atomic(self.run_dir / "replay_checks.csv", self.checks, CHECK_COLUMNS)
+        self.timing.add("logging", mark)
+
+    def _progress_fields(self, step: int, start_time: float) -> dict[str, Any]:
+        result = self.last_evaluation
+        return {
+            "eval_return": result.mean_return if result else float("nan"),
+            "buffer_size": len(self.replay),
+            "sps": step / max(time.perf_counter() - start_time, 1e-9),
+            "dis": self.last_dis,
+        }
+
+    def _summary(self, wall_time: float) -> dict[str, Any]:
+        result = self.last_evaluation
+        assert result is not None, "the loop always evaluates at its last step"
+        energy = self.ledger.energy_j()
+        returns = [row["eval_return"] for row in self.metrics]
+        per_action = result.energy_per_action_j
+        episode_counts = result.counts
+        actions = max(1, sum(result.lengths))
+        return {
+            "eval_return": result.mean_return,
+            "eval_return_std": result.std_return,
+            "eval_return_max": float(np.max(returns)),
+            "energy_per_action_j": per_action,
+            "ann_energy_per_action_j": self.ann_energy_per_action_j,
+            "snn_ann_energy_ratio": per_action / self.ann_energy_per_action_j if self.ann_energy_per_action_j else float("nan"),
+            "return_per_joule": result.return_per_joule,
+            "energy_j": {phase: energy[phase] for phase in PHASES} | {"total": energy["total"]},
+            "ac_per_action": sum(c.ac for c in episode_counts) / actions,
+            "mac_per_action": sum(c.mac for c in episode_counts) / actions,
+            "buffer_size": len(self.replay),
+            "shrink_events": self.shrink_events,
+            "replay_checks": len(self.checks),
+            "steps": self.config.steps,
+            "sps": self.config.steps / wall_time,
+            "wall_time_s": wall_time,
+            "timing_s": dict(self.timing.seconds),
+            "energy_model": self.energy_model.name,
+            "actor": self.config.actor,
+            "spiking": self.config.actor in SPIKING_ACTORS,
+            "env": self.config.env,
+            "T": self.config.T,
+            "replay": self.config.replay,
+            "seed": self.config.seed,
+        }
+
+    def _save_actor(self) -> None:
+        normalizer = self.agent.normalizer
+        save_torch_atomic(self.run_dir / "actor.pt", {
+            "actor": self.config.actor,
+            "spec": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self.spec).items()},
+            "state_dict": self.agent.actor.state_dict(),
+            "normalizer_mean": torch.as_tensor(normalizer.mean),
+            "normalizer_var": torch.as_tensor(normalizer.var),
+            "normalizer_count": float(normalizer.count),
+            "action_scale": torch.as_tensor(self.action_scale),
+            "action_bias": torch.as_tensor(self.action_bias),
+        })
+
+
+def _energy_model(name: str):
+    if name.endswith(".toml"):
+        return load_energy_model(name)
+    return get_energy_model(name)
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+    """Train one agent as configured and write its run directory; return the summary."""
+    return Trainer(config, Path(run_dir), show_progress=show_progress).run()

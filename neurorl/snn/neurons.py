@@ -1,0 +1,132 @@
+"""Spiking neurons and surrogate gradients, all built on snnTorch.
+
+Two hidden-layer neurons are offered:
+
+``leaky``
+    snnTorch ``Leaky`` with reset to zero: v_t = β·v_{t−1}·(1 − o_{t−1}) + I_t, o_t = H(v_t − θ),
+    with β = 0.75 and θ = 0.5 (PopSAN's membrane constants without its current filter).
+
+``clif``
+    PopSAN's current-based LIF (Tang et al., CoRL 2020):
+    c_t = α·c_{t−1} + I_t,  v_t = β·v_{t−1}·(1 − o_{t−1}) + c_t,  o_t = H(v_t − θ),
+    α = 0.5, β = 0.75, θ = 0.5. snnTorch's ``Synaptic`` with reset "zero" computes
+    v_t = (β·v_{t−1} + c_t)·(1 − o_{t−1}) instead, which also drops the current of the step after
+    a spike, so :class:`CurrentLIF` overrides only that reset step.
+
+Spikes use the strict test v_t − θ > 0 in both. The default surrogate gradient is PopSAN's
+rectangular window: ∂o/∂v = 1 where |v − θ| < 0.5, else 0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+SurrogateFn = Callable[[torch.Tensor], torch.Tensor]
+
+NEURON_KINDS = ("leaky", "clif")
+SURROGATE_KINDS = ("rectangular", "atan", "fast_sigmoid", "triangular")
+
+POPSAN_ALPHA = 0.5
+POPSAN_BETA = 0.75
+POPSAN_THRESHOLD = 0.5
+POPSAN_GRAD_WINDOW = 0.5
+
+
+def rectangular(window: float = POPSAN_GRAD_WINDOW) -> SurrogateFn:
+    """Return PopSAN's rectangular pseudo-gradient: 1 inside |v − θ| < window, 0 outside."""
+
+    def gradient(shifted_mem: torch.Tensor, grad_output: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        return grad_output * (shifted_mem.abs() < window).to(grad_output.dtype)
+
+    return surrogate.custom_surrogate(gradient)
+
+
+def make_surrogate(kind: str = "rectangular") -> SurrogateFn:
+    """Build the surrogate gradient named ``kind`` (one of :data:`SURROGATE_KINDS`)."""
+    if kind == "rectangular":
+        return rectangular()
+    if kind == "atan":
+        return surrogate.atan()
+    if kind == "fast_sigmoid":
+        return surrogate.fast_sigmoid()
+    if kind == "triangular":
+        return surrogate.triangular()
+    raise ValueError(f"unknown surrogate {kind!r}; choose one of {', '.join(SURROGATE_KINDS)}")
+
+
+class CurrentLIF(snn.Synaptic):
+    """PopSAN's current-based LIF neuron as an snnTorch ``Synaptic`` subclass.
+
+    c_t = α·c_{t−1} + I_t;  v_t = β·v_{t−1}·(1 − o_{t−1}) + c_t;  o_t = H(v_t − θ).
+    ``self.reset`` is snnTorch's detached o_{t−1}, computed from the previous membrane potential
+    before this step's update, so the reset applies to v_{t−1} only and c_t always reaches v_t.
+    """
+
+    def __init__(
+        self,
+        alpha: float = POPSAN_ALPHA,
+        beta: float = POPSAN_BETA,
+        threshold: float = POPSAN_THRESHOLD,
+        spike_grad: SurrogateFn | None = None,
+    ) -> None:
+        super().__init__(
+            alpha=alpha,
+            beta=beta,
+            threshold=threshold,
+            spike_grad=spike_grad if spike_grad is not None else rectangular(),
+            reset_mechanism="zero",
+        )
+
+    def _base_zero(self, input_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        syn = self.alpha.clamp(0, 1) * self.syn + input_
+        mem = self.beta.clamp(0, 1) * self.mem * (1 - self.reset) + syn
+        return syn, mem
+
+
+def make_neuron(kind: str, surrogate_kind: str = "rectangular") -> nn.Module:
+    """Build one hidden-layer neuron population of ``kind`` (``leaky`` or ``clif``)."""
+    spike_grad = make_surrogate(surrogate_kind)
+    if kind == "leaky":
+        return snn.Leaky(
+            beta=POPSAN_BETA,
+            threshold=POPSAN_THRESHOLD,
+            spike_grad=spike_grad,
+            reset_mechanism="zero",
+        )
+    if kind == "clif":
+        return CurrentLIF(spike_grad=spike_grad)
+    raise ValueError(f"unknown neuron {kind!r}; choose one of {', '.join(NEURON_KINDS)}")
+
+
+def run_neuron(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
+    """Step ``neuron`` over currents of shape [T, B, N] from a zero state; return spikes [T, B, N].
+
+    The state is passed in explicitly from zeros, so nothing leaks between forward calls even when
+    consecutive batches share a shape (snnTorch keeps the last state otherwise). The state the module
+    keeps afterwards is cleared so it does not hold the autograd graph alive.
+    """
+    zeros = torch.zeros_like(currents[0])
+    spikes = []
+    if isinstance(neuron, snn.Synaptic):
+        syn, mem = zeros, zeros
+        for current in currents:
+            spike, syn, mem = neuron(current, syn, mem)
+            spikes.append(spike)
+    else:
+        mem = zeros
+        for current in currents:
+            spike, mem = neuron(current, mem)
+            spikes.append(spike)
+    _clear_state(neuron)
+    return torch.stack(spikes)
+
+
+def _clear_state(neuron: nn.Module) -> None:
+    for name in ("mem", "syn"):
+        if hasattr(neuron, name):
+            setattr(neuron, name, torch.zeros(0, device=getattr(neuron, name).device))
