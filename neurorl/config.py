@@ -50,10 +50,10 @@ class TrainConfig:
     hidden: tuple[int, ...] = (256, 256)
 
     # Run length and evaluation.
-    steps: int = 15_000
+    steps: int = 10_000
     learning_starts: int = 2_000
     seed: int = 0
-    eval_every: int = 5_000
+    eval_every: int = 2_500
     eval_episodes: int = 5
     out: str | None = None
 
@@ -305,7 +305,7 @@ def _energy_model_problems(name: str) -> list[str]:
         from neurorl.energy import list_energy_models
     except ImportError:
         return []
-    known = [model.name for model in list_energy_models()]
+    known = [model["name"] for model in list_energy_models()]
     if name in known:
         return []
     return [f"--energy-model={name!r}: unknown model; choose one of {', '.join(known)} or give a .toml file"]

@@ -101,3 +101,31 @@ def test_rectangular_surrogate_window():
 def test_unknown_neuron_rejected():
     with pytest.raises(ValueError, match="unknown neuron 'izhikevich'"):
         make_neuron("izhikevich")
+
+
+FUSED_CASES = {
+    "leaky-zero": lambda: make_neuron("leaky"),
+    "clif": lambda: make_neuron("clif"),
+    "leaky-subtract": lambda: __import__("snntorch").Leaky(beta=0.9, threshold=0.4, reset_mechanism="subtract"),
+    "synaptic-zero": lambda: __import__("snntorch").Synaptic(alpha=0.6, beta=0.8, threshold=0.5, reset_mechanism="zero"),
+    "synaptic-subtract": lambda: __import__("snntorch").Synaptic(alpha=0.6, beta=0.8, threshold=0.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FUSED_CASES))
+def test_fused_loop_equals_snntorch_stepping(case):
+    from neurorl.snn.neurons import _fusable, _module_loop
+
+    torch.manual_seed(0)
+    neuron = FUSED_CASES[case]()
+    assert _fusable(neuron)
+    currents = (torch.rand(6, 4, 8) * 0.8).requires_grad_(True)
+    fused = run_neuron(neuron, currents)
+    fused.sum().backward()
+    fused_grad = currents.grad.clone()
+    currents.grad = None
+    stepped = _module_loop(neuron, currents)
+    stepped.sum().backward()
+    assert torch.equal(fused, stepped)
+    assert fused.sum() > 0
+    assert torch.allclose(fused_grad, currents.grad, atol=1e-6)

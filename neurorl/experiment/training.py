@@ -110,7 +110,10 @@ class Trainer:
 
         self.energy_model = _energy_model(config.energy_model)
         self.ledger = EnergyLedger(self.energy_model)
-        self.counter = OperationCounter(*self.agent.networks().values())
+        # Online and target networks are counted apart because only online passes have a backward pass.
+        networks = self.agent.networks()
+        self.counter = OperationCounter(*[net for name, net in networks.items() if not name.endswith("_target")])
+        self.target_counter = OperationCounter(*[net for name, net in networks.items() if name.endswith("_target")])
         self.ann_energy_per_action_j = self._ann_energy_per_action()
 
         self.timing = Timing()
@@ -191,7 +194,7 @@ class Trainer:
             ]
             mark = self.timing.add("replay", mark)
 
-            with self.counter.phase("learning"):
+            with self.counter.phase("learning"), self.target_counter.phase("learning"):
                 info = self.agent.update(*tensors)
             self.replay.update_priorities(batch.indices, info.td_errors)
             mark = self.timing.add("update", mark)
@@ -200,7 +203,10 @@ class Trainer:
                 mark = self._replay_check(step, mark)
             if info.actor_updated:
                 self.agent.update_targets()
-        self.ledger.book("learning", self.counter.take("learning"))
+        online = self.counter.take("learning")
+        self.ledger.book("learning", online)
+        self.ledger.book_backward_estimate(online)
+        self.ledger.book("learning", self.target_counter.take("learning"))
         return mark
 
     def _replay_check(self, step: int, mark: float) -> float:
@@ -290,6 +296,7 @@ class Trainer:
             "wall_time_s": wall_time,
             "timing_s": dict(self.timing.seconds),
             "energy_model": self.energy_model.name,
+            "energy_ledger": self.ledger.summary(),
             "actor": self.config.actor,
             "spiking": self.config.actor in SPIKING_ACTORS,
             "env": self.config.env,

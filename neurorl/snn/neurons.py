@@ -106,10 +106,61 @@ def make_neuron(kind: str, surrogate_kind: str = "rectangular") -> nn.Module:
 def run_neuron(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
     """Step ``neuron`` over currents of shape [T, B, N] from a zero state; return spikes [T, B, N].
 
-    The state is passed in explicitly from zeros, so nothing leaks between forward calls even when
-    consecutive batches share a shape (snnTorch keeps the last state otherwise). The state the module
-    keeps afterwards is cleared so it does not hold the autograd graph alive.
+    The state starts from zeros at every call, so nothing leaks between forward calls even when
+    consecutive batches share a shape (snnTorch keeps the last state otherwise). snnTorch ``Leaky``,
+    ``Synaptic`` and :class:`CurrentLIF` run through :func:`_fused_loop`, which applies the same
+    equations with the neuron's own parameters and surrogate but without the per-step module
+    overhead (about 250 µs per snnTorch call on a 2-core x86_64 CPU); other neurons are stepped
+    through their own forward.
     """
+    if _fusable(neuron):
+        return _fused_loop(neuron, currents)
+    return _module_loop(neuron, currents)
+
+
+def _fusable(neuron: nn.Module) -> bool:
+    if type(neuron) not in (snn.Leaky, snn.Synaptic, CurrentLIF):
+        return False
+    plain = not neuron.inhibition and not neuron.state_quant and neuron.reset_delay
+    return plain and neuron._reset_mechanism in ("zero", "subtract") and float(neuron.graded_spikes_factor) == 1.0
+
+
+def _fused_loop(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
+    """Apply snnTorch's update order: reset from o_{t−1}, integrate, fire on v_t − θ > 0."""
+    beta = neuron.beta.clamp(0, 1)
+    threshold = neuron.threshold
+    subtract = neuron._reset_mechanism == "subtract"
+    synaptic = isinstance(neuron, snn.Synaptic)
+    popsan_order = isinstance(neuron, CurrentLIF)
+    alpha = neuron.alpha.clamp(0, 1) if synaptic else None
+
+    syn = mem = torch.zeros_like(currents[0])
+    reset = torch.zeros_like(currents[0])
+    spikes = []
+    for current in currents:
+        if synaptic:
+            syn = alpha * syn + current
+            drive = syn
+        else:
+            drive = current
+
+        if subtract:
+            mem = beta * mem + drive - reset * threshold
+        elif popsan_order:
+            mem = beta * mem * (1 - reset) + drive
+        elif synaptic:
+            # snnTorch's own Synaptic reset to zero also drops this step's current after a spike.
+            mem = (beta * mem + drive) * (1 - reset)
+        else:
+            mem = beta * mem * (1 - reset) + drive
+
+        spike = neuron.spike_grad(mem - threshold)
+        reset = spike.detach()
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def _module_loop(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
     zeros = torch.zeros_like(currents[0])
     spikes = []
     if isinstance(neuron, snn.Synaptic):
