@@ -98,7 +98,7 @@ def test_popsan_multistep_equals_stepwise_loop():
             current = layer(x)
             if states[i] is None:
                 states[i] = (torch.zeros_like(current), torch.zeros_like(current))
-            spike, syn, mem = neuron(current, *states[i])
+            spike, syn, mem = neuron.neuron(current, *states[i])
             states[i] = (syn, mem)
             x = spike
         out_spikes.append(x)

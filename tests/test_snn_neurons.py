@@ -104,8 +104,8 @@ def test_unknown_neuron_rejected():
 
 
 FUSED_CASES = {
-    "leaky-zero": lambda: make_neuron("leaky"),
-    "clif": lambda: make_neuron("clif"),
+    "leaky-zero": lambda: make_neuron("leaky").neuron,
+    "clif": lambda: make_neuron("clif").neuron,
     "leaky-subtract": lambda: __import__("snntorch").Leaky(beta=0.9, threshold=0.4, reset_mechanism="subtract"),
     "synaptic-zero": lambda: __import__("snntorch").Synaptic(alpha=0.6, beta=0.8, threshold=0.5, reset_mechanism="zero"),
     "synaptic-subtract": lambda: __import__("snntorch").Synaptic(alpha=0.6, beta=0.8, threshold=0.5),

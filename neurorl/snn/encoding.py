@@ -17,7 +17,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from neurorl.snn.neurons import run_neuron
+from neurorl.snn.neurons import NeuronLayer
 
 ENCODER_KINDS = ("deterministic", "bernoulli")
 ENCODER_THRESHOLD = 0.999
@@ -52,11 +52,13 @@ class PopulationEncoder(nn.Module):
         means = torch.linspace(low, high, pop_size).repeat(obs_dim, 1)
         self.mean = nn.Parameter(means.unsqueeze(0))
         self.std = nn.Parameter(torch.full((1, obs_dim, pop_size), float(std)))
-        self.spike_generator = snn.Leaky(
-            beta=1.0,
-            threshold=ENCODER_THRESHOLD,
-            spike_grad=surrogate.straight_through_estimator(),
-            reset_mechanism="subtract",
+        self.spike_generator = NeuronLayer(
+            snn.Leaky(
+                beta=1.0,
+                threshold=ENCODER_THRESHOLD,
+                spike_grad=surrogate.straight_through_estimator(),
+                reset_mechanism="subtract",
+            )
         )
 
     @property
@@ -73,7 +75,7 @@ class PopulationEncoder(nn.Module):
         if self.spike_mode == "bernoulli":
             return _bernoulli_spikes(activation, T)
 
-        return run_neuron(self.spike_generator, activation.expand(T, *activation.shape))
+        return self.spike_generator(activation.expand(T, *activation.shape))
 
 
 def _bernoulli_spikes(activation: torch.Tensor, T: int) -> torch.Tensor:

@@ -88,22 +88,49 @@ class CurrentLIF(snn.Synaptic):
         return syn, mem
 
 
-def make_neuron(kind: str, surrogate_kind: str = "rectangular") -> nn.Module:
+class NeuronLayer(nn.Module):
+    """A population of one snnTorch neuron model stepped over T: currents [T, B, N] → spikes [T, B, N].
+
+    The energy counter books numel(spikes) neuron updates per call under ``neuron_model`` (the
+    snnTorch class name), because the fused loop never calls the wrapped neuron's own forward.
+    """
+
+    def __init__(self, neuron: nn.Module) -> None:
+        super().__init__()
+        self.neuron = neuron
+        self.neuron_model = type(neuron).__name__
+
+    def forward(self, currents: torch.Tensor) -> torch.Tensor:
+        return _step_neuron(self.neuron, currents)
+
+
+def make_neuron(kind: str, surrogate_kind: str = "rectangular") -> NeuronLayer:
     """Build one hidden-layer neuron population of ``kind`` (``leaky`` or ``clif``)."""
     spike_grad = make_surrogate(surrogate_kind)
     if kind == "leaky":
-        return snn.Leaky(
+        neuron = snn.Leaky(
             beta=POPSAN_BETA,
             threshold=POPSAN_THRESHOLD,
             spike_grad=spike_grad,
             reset_mechanism="zero",
         )
+        return NeuronLayer(neuron)
     if kind == "clif":
-        return CurrentLIF(spike_grad=spike_grad)
+        return NeuronLayer(CurrentLIF(spike_grad=spike_grad))
     raise ValueError(f"unknown neuron {kind!r}; choose one of {', '.join(NEURON_KINDS)}")
 
 
 def run_neuron(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
+    """Step a :class:`NeuronLayer` or a bare snnTorch neuron over currents [T, B, N]; return spikes.
+
+    Prefer a :class:`NeuronLayer`: called as a module, its neuron updates reach the energy counter.
+    """
+    if isinstance(neuron, NeuronLayer):
+        return neuron(currents)
+    return _step_neuron(neuron, currents)
+
+
+def _step_neuron(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
     """Step ``neuron`` over currents of shape [T, B, N] from a zero state; return spikes [T, B, N].
 
     The state starts from zeros at every call, so nothing leaks between forward calls even when
