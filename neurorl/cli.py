@@ -30,6 +30,9 @@ HELP = {
     "eval_every": "evaluate every this many environment steps (and at the last step)",
     "eval_episodes": "deterministic evaluation episodes per evaluation",
     "out": "run directory (default runs/<env>_<actor>_T<T>_<replay>_seed<seed>_<time>)",
+    "checkpoint_every": "write a checkpoint at the first episode end after every this many steps",
+    "final_window": "summary.json's eval_return_final_window averages the evaluations of the last this many steps",
+    "tensorboard": "also log metrics to DIR/tensorboard when the tensorboard package is installed",
     "batch_size": "transitions per update",
     "update_every": "environment steps between update blocks, each of that many updates",
     "gamma": "discount factor",
@@ -73,6 +76,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    parser.add_argument(
+        "--resume", metavar="DIR",
+        help="continue the interrupted run in DIR from its last checkpoint (only --threads, --device and --no-progress may be given with it)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +109,41 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     return config, out
 
 
+RESUME_OVERRIDES = ("threads", "device")
+
+
+def _resolve_resume_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    out = Path(args.resume)
+    problems = []
+    given = [option_name(name) for name in _cli_values(args) if name not in RESUME_OVERRIDES]
+    if args.config:
+        given.append("--config")
+    if given:
+        problems.append(f"--resume={args.resume!r}: cannot be combined with {', '.join(given)}; the run keeps its own configuration")
+    if not (out / "config.toml").is_file():
+        problems.append(f"--resume={args.resume!r}: no config.toml there; is this a NeuroRL run directory?")
+    elif not (out / "checkpoint.pt").is_file():
+        problems.append(f"--resume={args.resume!r}: no checkpoint.pt yet; the run stopped before its first checkpoint, start it again")
+    if (out / "summary.json").is_file():
+        problems.append(f"--resume={args.resume!r}: the run already finished (summary.json exists)")
+    if problems:
+        raise ConfigError(problems)
+    overrides = {name: value for name, value in _cli_values(args).items() if name in RESUME_OVERRIDES}
+    config = build_config(load_toml(out / "config.toml"), overrides)
+    return config, out
+
+
 def _run_train(args: argparse.Namespace, console: Console) -> int:
+    if args.resume:
+        config, out = _resolve_resume_config(args)
+        from neurorl.experiment.progress import summary_table
+        from neurorl.experiment.training import resume
+
+        console.print(f"[bold]NeuroRL[/] resuming {out}")
+        summary = resume(config, out, show_progress=not args.no_progress)
+        console.print(summary_table(summary, str(out)))
+        return 0
+
     config, out = _resolve_train_config(args)
 
     from neurorl.experiment.progress import summary_table

@@ -56,6 +56,9 @@ class TrainConfig:
     eval_every: int = 2_500
     eval_episodes: int = 5
     out: str | None = None
+    checkpoint_every: int = 5_000
+    final_window: int = 125_000
+    tensorboard: bool = True
 
     # TD3 (PopSAN's settings; batch 100, one update per environment step).
     batch_size: int = 100
@@ -230,6 +233,8 @@ def _range_problems(c: TrainConfig) -> list[str]:
         ("learning_starts", c.learning_starts >= 0, "must be 0 or more"),
         ("eval_every", c.eval_every >= 1, "must be a positive number of steps"),
         ("eval_episodes", c.eval_episodes >= 1, "must be at least 1"),
+        ("checkpoint_every", c.checkpoint_every >= 1, "must be a positive number of steps"),
+        ("final_window", c.final_window >= 1, "must be a positive number of steps"),
         ("seed", 0 <= c.seed < 2**32, "must be in [0, 2**32)"),
         ("batch_size", c.batch_size >= 1, "must be at least 1"),
         ("update_every", c.update_every >= 1, "must be at least 1"),

@@ -1,19 +1,24 @@
 """The training loop: environment steps, replay, TD3 updates, resilient checks and energy.
 
-One environment step, in order: act (random before ``learning_starts``, then the actor plus
-exploration noise) → env.step → replay.add → every ``update_every`` steps, that many updates, each
-critic update, delayed actor update, then (last update of the block only) the replay check, then
-the target update → every ``eval_every`` steps an evaluation, a metrics row and the figures so far.
-Every actor and critic forward pass runs inside an energy phase: ``acting`` for choosing actions
-and evaluation, ``learning`` for updates, ``replay`` for the resilient check's actor pass (its
-KD-tree is booked from the check record).
+One environment step, in order: reset if the last episode ended → act (uniform random before
+``learning_starts``, then the actor plus exploration noise) → env.step → replay.add → every
+``update_every`` steps that many updates (each: critic update, delayed actor update, then on the
+last update of the block the replay check, then the target update) → every ``eval_every`` steps an
+evaluation and a metrics row → at the first episode end after every ``checkpoint_every`` steps, a
+checkpoint. Every forward pass runs inside an energy phase: ``acting`` (choosing actions and
+evaluation), ``learning`` (updates), ``replay`` (the resilient check's actor pass; its KD-tree is
+booked from the check record).
+
+Checkpoints are taken at episode ends, so a resumed run only has to restore generators, not
+simulator state: the next step resets the environment from the restored generator exactly as the
+uninterrupted run does.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +29,10 @@ import torch
 import neurorl.envs  # noqa: F401  (registers the neurorl/ navigation tasks)
 from neurorl.agents.td3 import TD3Agent, TD3Config
 from neurorl.config import TrainConfig
-from neurorl.energy import EnergyLedger, OperationCounter, count_operations, get_energy_model, load_energy_model
+from neurorl.energy import EnergyLedger, OperationCounter, OperationCounts, count_operations, get_energy_model, load_energy_model
+from neurorl.experiment import checkpoint as ckpt
 from neurorl.experiment.evaluation import EvaluationResult, evaluate
+from neurorl.experiment.logging import ScalarLogger
 from neurorl.experiment.progress import TrainingProgress
 from neurorl.experiment.rundir import save_torch_atomic, to_toml, write_csv_atomic, write_json_atomic, write_text_atomic
 from neurorl.replay import make_replay
@@ -38,6 +45,7 @@ METRIC_COLUMNS = [
 ]
 CHECK_COLUMNS = ["step", "dis", "direct_dis", "threshold", "removed", "size_before", "size_after", "check_batch", "point_dim", "measure"]
 PHASES = ("acting", "learning", "replay")
+TIMING_PARTS = ("env", "acting", "update", "replay", "evaluation", "logging", "checkpoint")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,18 +67,19 @@ def make_env(env_id: str, seed: int) -> gym.Env:
     return env
 
 
-class Timing:
-    """Accumulated wall time per part of the training step, in seconds."""
+@dataclass
+class LoopState:
+    """Everything about the loop's progress that a checkpoint must carry."""
 
-    PARTS = ("env", "acting", "update", "replay", "evaluation", "logging")
-
-    def __init__(self) -> None:
-        self.seconds = {part: 0.0 for part in self.PARTS}
-
-    def add(self, part: str, start: float) -> float:
-        now = time.perf_counter()
-        self.seconds[part] += now - start
-        return now
+    step: int = 0
+    needs_reset: bool = True
+    shrink_events: int = 0
+    last_dis: float = float("nan")
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=lambda: {part: 0.0 for part in TIMING_PARTS})
+    elapsed_s: float = 0.0
+    next_checkpoint: int = 0
 
 
 class Trainer:
@@ -108,7 +117,7 @@ class Trainer:
         self.agent = TD3Agent(actor, self.obs_dim, self.act_dim, td3, seed=config.seed, device=self.device)
         self.replay = make_replay(config.replay, self.obs_dim, self.act_dim, seed=config.seed, **config.replay_options())
 
-        self.energy_model = _energy_model(config.energy_model)
+        self.energy_model = load_energy_model(config.energy_model) if config.energy_model.endswith(".toml") else get_energy_model(config.energy_model)
         self.ledger = EnergyLedger(self.energy_model)
         # Online and target networks are counted apart because only online passes have a backward pass.
         networks = self.agent.networks()
@@ -116,12 +125,9 @@ class Trainer:
         self.target_counter = OperationCounter(*[net for name, net in networks.items() if name.endswith("_target")])
         self.ann_energy_per_action_j = self._ann_energy_per_action()
 
-        self.timing = Timing()
-        self.metrics: list[dict[str, Any]] = []
-        self.checks: list[dict[str, Any]] = []
-        self.shrink_events = 0
-        self.last_dis = float("nan")
+        self.state = LoopState(next_checkpoint=config.checkpoint_every)
         self.last_evaluation: EvaluationResult | None = None
+        self.obs: np.ndarray | None = None
 
     def _ann_energy_per_action(self) -> float:
         """Energy of one action of the ANN actor with the same hidden sizes, under the same model."""
@@ -129,51 +135,70 @@ class Trainer:
         counts = count_operations(ann, torch.zeros(1, self.obs_dim))
         return self.energy_model.energy_j(counts)
 
+    # ------------------------------------------------------------------------------- running
+
     def run(self) -> dict[str, Any]:
-        """Train for ``config.steps`` environment steps and return the summary."""
+        """Train until ``config.steps`` environment steps and return the summary."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.run_dir / "config.toml", to_toml(self.config.to_dict()))
-        start_time = time.perf_counter()
+        started = time.perf_counter() - self.state.elapsed_s
+        self.scalars = ScalarLogger(self.run_dir, enabled=self.config.tensorboard, purge_step=self.state.step + 1)
 
         with TrainingProgress(self.config.steps, enabled=self.show_progress) as progress:
-            self._loop(progress, start_time)
+            progress.update(self.state.step, self._progress_fields(started))
+            self._loop(progress, started)
+        self.scalars.close()
 
-        summary = self._summary(time.perf_counter() - start_time)
+        self.state.elapsed_s = time.perf_counter() - started
+        self._save_checkpoint()
+        summary = self._summary()
         self._save_actor()
         write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
 
-    def _loop(self, progress: TrainingProgress, start_time: float) -> None:
-        cfg = self.config
-        obs, _ = self.env.reset(seed=cfg.seed)
-        obs = np.asarray(obs, dtype=np.float32)
+    def _loop(self, progress: TrainingProgress, started: float) -> None:
+        cfg, state = self.config, self.state
         mark = time.perf_counter()
 
-        for step in range(1, cfg.steps + 1):
-            action, mark = self._choose_action(obs, step, mark)
+        while state.step < cfg.steps:
+            state.step += 1
+            step = state.step
+            if state.needs_reset:
+                self.obs = np.asarray(self.env.reset()[0], dtype=np.float32)
+                state.needs_reset = False
 
+            action, mark = self._choose_action(self.obs, step, mark)
             next_obs, reward, terminated, truncated, _ = self.env.step(action * self.action_scale + self.action_bias)
             next_obs = np.asarray(next_obs, dtype=np.float32)
-            mark = self.timing.add("env", mark)
+            mark = self._time("env", mark)
 
-            self.replay.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
-            self.agent.normalizer.update(obs)
-            obs = next_obs
-            if terminated or truncated:
-                obs, _ = self.env.reset()
-                obs = np.asarray(obs, dtype=np.float32)
-            mark = self.timing.add("replay", mark)
+            self.replay.add(self.obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+            self.agent.normalizer.update(self.obs)
+            self.obs = next_obs
+            state.needs_reset = bool(terminated or truncated)
+            mark = self._time("replay", mark)
 
             if step > cfg.learning_starts and step % cfg.update_every == 0:
                 mark = self._update_block(step, mark)
 
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                self._evaluate_and_log(step, start_time)
+                self._evaluate_and_log(step, started)
                 mark = time.perf_counter()
 
+            if state.needs_reset and step >= state.next_checkpoint and step < cfg.steps:
+                state.elapsed_s = time.perf_counter() - started
+                self._save_checkpoint()
+                state.next_checkpoint = step + cfg.checkpoint_every
+                mark = self._time("checkpoint", mark)
+
             if step % 100 == 0 or step == cfg.steps:
-                progress.update(step, self._progress_fields(step, start_time))
-                mark = self.timing.add("logging", mark)
+                progress.update(step, self._progress_fields(started))
+                mark = self._time("logging", mark)
+
+    def _time(self, part: str, start: float) -> float:
+        now = time.perf_counter()
+        self.state.timing[part] += now - start
+        return now
 
     def _choose_action(self, obs: np.ndarray, step: int, mark: float) -> tuple[np.ndarray, float]:
         if step <= self.config.learning_starts:
@@ -182,7 +207,7 @@ class Trainer:
             return action, mark
         with self.counter.phase("acting"):
             action = self.agent.act(obs, explore=True)
-        return action, self.timing.add("acting", mark)
+        return action, self._time("acting", mark)
 
     def _update_block(self, step: int, mark: float) -> float:
         cfg = self.config
@@ -192,17 +217,18 @@ class Trainer:
                 torch.from_numpy(array).to(self.device)
                 for array in (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, batch.weights)
             ]
-            mark = self.timing.add("replay", mark)
+            mark = self._time("replay", mark)
 
             with self.counter.phase("learning"), self.target_counter.phase("learning"):
                 info = self.agent.update(*tensors)
             self.replay.update_priorities(batch.indices, info.td_errors)
-            mark = self.timing.add("update", mark)
+            mark = self._time("update", mark)
 
             if index == cfg.update_every - 1:
                 mark = self._replay_check(step, mark)
             if info.actor_updated:
                 self.agent.update_targets()
+
         online = self.counter.take("learning")
         self.ledger.book("learning", online)
         self.ledger.book_backward_estimate(online)
@@ -219,13 +245,15 @@ class Trainer:
             return mark
         self.ledger.book("replay", self.counter.take("replay"))
         self.ledger.book_kdtree(record.check_batch, record.point_dim, record.check_batch)
-        self.last_dis = record.dis
+        self.state.last_dis = record.dis
         if record.removed > 0:
-            self.shrink_events += 1
-        self.checks.append(record.as_row())
-        return self.timing.add("replay", mark)
+            self.state.shrink_events += 1
+        self.state.checks.append(record.as_row())
+        return self._time("replay", mark)
 
-    def _evaluate_and_log(self, step: int, start_time: float) -> None:
+    # ---------------------------------------------------------------------------- evaluation
+
+    def _evaluate_and_log(self, step: int, started: float) -> None:
         mark = time.perf_counter()
         self.ledger.book("acting", self.counter.take("acting"))
         result = evaluate(
@@ -236,18 +264,18 @@ class Trainer:
         for counts in result.counts:
             self.ledger.book("acting", counts)
         self.last_evaluation = result
-        mark = self.timing.add("evaluation", mark)
+        mark = self._time("evaluation", mark)
 
         energy = self.ledger.energy_j()
-        elapsed = time.perf_counter() - start_time
-        self.metrics.append({
+        elapsed = time.perf_counter() - started
+        row = {
             "step": step,
             "eval_return": result.mean_return,
             "eval_return_std": result.std_return,
             "eval_episode_length": float(np.mean(result.lengths)),
             "buffer_size": len(self.replay),
-            "dis": self.last_dis,
-            "shrink_events": self.shrink_events,
+            "dis": self.state.last_dis,
+            "shrink_events": self.state.shrink_events,
             "sps": step / elapsed,
             "energy_acting_j": energy["acting"],
             "energy_learning_j": energy["learning"],
@@ -255,54 +283,61 @@ class Trainer:
             "energy_per_action_j": result.energy_per_action_j,
             "return_per_joule": result.return_per_joule,
             "wall_time_s": elapsed,
-        })
-        write_csv_atomic(self.run_dir / "metrics.csv", self.metrics, METRIC_COLUMNS)
-        write_csv_atomic(self.run_dir / "replay_checks.csv", self.checks, CHECK_COLUMNS)
-        self.timing.add("logging", mark)
+        }
+        self.state.metrics.append(row)
+        write_csv_atomic(self.run_dir / "metrics.csv", self.state.metrics, METRIC_COLUMNS)
+        write_csv_atomic(self.run_dir / "replay_checks.csv", self.state.checks, CHECK_COLUMNS)
+        self.scalars.log(step, row)
+        self._time("logging", mark)
 
-    def _progress_fields(self, step: int, start_time: float) -> dict[str, Any]:
+    def _progress_fields(self, started: float) -> dict[str, Any]:
         result = self.last_evaluation
         return {
             "eval_return": result.mean_return if result else float("nan"),
             "buffer_size": len(self.replay),
-            "sps": step / max(time.perf_counter() - start_time, 1e-9),
-            "dis": self.last_dis,
+            "sps": self.state.step / max(time.perf_counter() - started, 1e-9),
+            "dis": self.state.last_dis,
         }
 
-    def _summary(self, wall_time: float) -> dict[str, Any]:
+    # ------------------------------------------------------------------------------- results
+
+    def _summary(self) -> dict[str, Any]:
         result = self.last_evaluation
         assert result is not None, "the loop always evaluates at its last step"
+        cfg, state = self.config, self.state
         energy = self.ledger.energy_j()
-        returns = [row["eval_return"] for row in self.metrics]
         per_action = result.energy_per_action_j
-        episode_counts = result.counts
         actions = max(1, sum(result.lengths))
+        window_start = cfg.steps - cfg.final_window
+        window_returns = [row["eval_return"] for row in state.metrics if row["step"] > window_start]
         return {
             "eval_return": result.mean_return,
             "eval_return_std": result.std_return,
-            "eval_return_max": float(np.max(returns)),
+            "eval_return_max": float(np.max([row["eval_return"] for row in state.metrics])),
+            "eval_return_final_window": float(np.mean(window_returns)),
+            "final_window_steps": cfg.final_window,
             "energy_per_action_j": per_action,
             "ann_energy_per_action_j": self.ann_energy_per_action_j,
             "snn_ann_energy_ratio": per_action / self.ann_energy_per_action_j if self.ann_energy_per_action_j else float("nan"),
             "return_per_joule": result.return_per_joule,
             "energy_j": {phase: energy[phase] for phase in PHASES} | {"total": energy["total"]},
-            "ac_per_action": sum(c.ac for c in episode_counts) / actions,
-            "mac_per_action": sum(c.mac for c in episode_counts) / actions,
+            "ac_per_action": sum(c.ac for c in result.counts) / actions,
+            "mac_per_action": sum(c.mac for c in result.counts) / actions,
             "buffer_size": len(self.replay),
-            "shrink_events": self.shrink_events,
-            "replay_checks": len(self.checks),
-            "steps": self.config.steps,
-            "sps": self.config.steps / wall_time,
-            "wall_time_s": wall_time,
-            "timing_s": dict(self.timing.seconds),
+            "shrink_events": state.shrink_events,
+            "replay_checks": len(state.checks),
+            "steps": cfg.steps,
+            "sps": cfg.steps / state.elapsed_s,
+            "wall_time_s": state.elapsed_s,
+            "timing_s": dict(state.timing),
             "energy_model": self.energy_model.name,
             "energy_ledger": self.ledger.summary(),
-            "actor": self.config.actor,
-            "spiking": self.config.actor in SPIKING_ACTORS,
-            "env": self.config.env,
-            "T": self.config.T,
-            "replay": self.config.replay,
-            "seed": self.config.seed,
+            "actor": cfg.actor,
+            "spiking": cfg.actor in SPIKING_ACTORS,
+            "env": cfg.env,
+            "T": cfg.T,
+            "replay": cfg.replay,
+            "seed": cfg.seed,
         }
 
     def _save_actor(self) -> None:
@@ -316,15 +351,61 @@ class Trainer:
             "normalizer_count": float(normalizer.count),
             "action_scale": torch.as_tensor(self.action_scale),
             "action_bias": torch.as_tensor(self.action_bias),
+            "env": self.config.env,
+            "energy_model": self.energy_model.name,
         })
 
+    # --------------------------------------------------------------------------- checkpoints
 
-def _energy_model(name: str):
-    if name.endswith(".toml"):
-        return load_energy_model(name)
-    return get_energy_model(name)
+    def _save_checkpoint(self) -> None:
+        # Operations counted since the last evaluation are booked now, so the ledger in the
+        # checkpoint is complete; interrupted and uninterrupted runs book at the same steps.
+        self.ledger.book("acting", self.counter.take("acting"))
+        ckpt.save_checkpoint(self.run_dir, {
+            "loop": asdict(self.state),
+            "agent": self.agent.state_dict(),
+            "replay": self.replay.state_dict(),
+            "ledger": self.ledger.state_dict(),
+            "rng": ckpt.global_rng_state(),
+            "env_rng": ckpt.env_rng_state(self.env),
+            "last_evaluation": _evaluation_state(self.last_evaluation),
+        })
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by this configuration."""
+        self.state = LoopState(**state["loop"])
+        self.agent.load_state_dict(state["agent"])
+        self.replay.load_state_dict(state["replay"])
+        self.ledger.load_state_dict(state["ledger"])
+        ckpt.restore_global_rng_state(state["rng"])
+        ckpt.restore_env_rng_state(self.env, state["env_rng"])
+        self.last_evaluation = _evaluation_from_state(state["last_evaluation"])
+        write_csv_atomic(self.run_dir / "metrics.csv", self.state.metrics, METRIC_COLUMNS)
+        write_csv_atomic(self.run_dir / "replay_checks.csv", self.state.checks, CHECK_COLUMNS)
+
+
+def _evaluation_state(result: EvaluationResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"returns": result.returns, "lengths": result.lengths, "energies_j": result.energies_j,
+            "counts": [counts.as_dict() for counts in result.counts]}
+
+
+def _evaluation_from_state(state: dict[str, Any] | None) -> EvaluationResult | None:
+    if state is None:
+        return None
+    counts = [OperationCounts.from_dict(values) for values in state["counts"]]
+    return EvaluationResult(list(state["returns"]), list(state["lengths"]), counts, list(state["energies_j"]))
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
     """Train one agent as configured and write its run directory; return the summary."""
     return Trainer(config, Path(run_dir), show_progress=show_progress).run()
+
+
+def resume(config: TrainConfig, run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its last checkpoint; return the summary."""
+    run_dir = Path(run_dir)
+    trainer = Trainer(config, run_dir, show_progress=show_progress)
+    trainer.restore(ckpt.load_checkpoint(run_dir))
+    return trainer.run()
