@@ -14,6 +14,10 @@ from neurorl.config import FIELD_TYPES, ConfigError, TrainConfig, build_config, 
 
 EXIT_USAGE = 2
 
+
+class UsageError(ValueError):
+    """Bad input to a command other than train's options; printed as is, exit status 2."""
+
 HELP = {
     "env": "Gymnasium environment id (default Hopper-v5; `neurorl envs` lists them)",
     "actor": "actor family: popsan (spiking) or ann",
@@ -89,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one agent and report return per joule")
     _add_train_options(train)
 
+    energy = commands.add_parser("energy", help="per-layer operation counts and energy of a run's actor under every model")
+    energy.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a finished run directory (holds actor.pt)")
+    energy.add_argument("--episodes", type=int, default=5, help="evaluation episodes to count (default: 5)")
+    energy.add_argument("--seed", type=int, default=0, help="seed of the first evaluation episode (default: 0)")
+    energy.add_argument("--json", action="store_true", help="also write the figures to RUN_DIR/energy.json")
+    energy.add_argument("--list-models", action="store_true", help="list the energy models and exit")
+
     commands.add_parser("envs", help="list the Gymnasium environments NeuroRL can train on")
     return parser
 
@@ -155,6 +166,26 @@ def _run_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_energy(args: argparse.Namespace, console: Console) -> int:
+    from neurorl.experiment.energy_report import EnergyReportError, energy_table, measure_actor_energy, model_table, write_energy_json
+
+    if args.list_models:
+        console.print(model_table())
+        return 0
+    if not args.run_dir:
+        raise UsageError("RUN_DIR is missing; give a run directory, or --list-models")
+    try:
+        report = measure_actor_energy(Path(args.run_dir), episodes=args.episodes, seed=args.seed)
+    except EnergyReportError as error:
+        raise UsageError(str(error)) from None
+    console.print(energy_table(report, list(report["energy_per_action_j"])))
+    console.print(f"mean return {report['mean_return']:.1f}; return per joule (default model) "
+                  f"{next(iter(report['return_per_joule'].values())):,.4g} J⁻¹")
+    if args.json:
+        console.print(f"wrote {write_energy_json(report, Path(args.run_dir))}")
+    return 0
+
+
 def _run_envs(console: Console) -> int:
     import gymnasium as gym
     from rich.table import Table
@@ -178,9 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _run_train(args, console)
+        if args.command == "energy":
+            return _run_energy(args, console)
         if args.command == "envs":
             return _run_envs(console)
-    except ConfigError as error:
+    except (ConfigError, UsageError) as error:
         Console(stderr=True).print(f"[bold red]neurorl {args.command}:[/] {error}", highlight=False)
         return EXIT_USAGE
     return EXIT_USAGE
