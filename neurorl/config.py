@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-ALGOS = ("td3",)
+ALGOS = ("td3", "sac")
+CRITICS = ("mlp", "spiking-q")
+TD_LOSSES = ("mse", "truncated")
+READOUTS = ("last", "mean", "max")
 REPLAYS = ("resilient", "fifo", "unbounded", "prioritized")
 DEVICES = ("cpu", "cuda", "auto")
 REDUCTIONS = ("sum", "mean")
@@ -48,6 +51,12 @@ class TrainConfig:
     surrogate: str = "rectangular"
     pop_size: int = 10
     hidden: tuple[int, ...] = (256, 256)
+    readout: str = "last"
+    branches: int = 2
+    critic: str = "mlp"
+    critic_T: int = 5
+    td_loss: str = "mse"
+    td_clip: float = 1.0
 
     # Run length and evaluation.
     steps: int = 10_000
@@ -71,6 +80,11 @@ class TrainConfig:
     target_noise: float = 0.2
     noise_clip: float = 0.5
     policy_delay: int = 2
+
+    # SAC (temperature α; the learning rates above apply to SAC too).
+    alpha_lr: float = 3e-4
+    initial_alpha: float = 1.0
+    autotune: bool = True
 
     # Replay.
     replay: str = "resilient"
@@ -246,6 +260,11 @@ def _range_problems(c: TrainConfig) -> list[str]:
         ("target_noise", c.target_noise >= 0, "must be 0 or more"),
         ("noise_clip", c.noise_clip >= 0, "must be 0 or more"),
         ("policy_delay", c.policy_delay >= 1, "must be at least 1"),
+        ("branches", c.branches >= 1, "must be at least 1 dendritic branch"),
+        ("critic_T", c.critic_T >= 1, "must be at least 1 simulation step"),
+        ("td_clip", c.td_clip > 0, "the truncated TD loss needs a positive bound"),
+        ("alpha_lr", c.alpha_lr > 0, "must be positive"),
+        ("initial_alpha", c.initial_alpha > 0, "must be positive"),
         ("pop_size", c.pop_size >= 1, "must be at least 1 neuron per dimension"),
         ("hidden", len(c.hidden) >= 1 and all(size >= 1 for size in c.hidden), "must list at least one positive layer size"),
         ("threads", c.threads >= 1, "must be at least 1"),
@@ -266,6 +285,9 @@ def _choice_problems(c: TrainConfig) -> list[str]:
     choices = [
         ("actor", sorted(ACTORS)),
         ("algo", ALGOS),
+        ("critic", CRITICS),
+        ("td_loss", TD_LOSSES),
+        ("readout", READOUTS),
         ("replay", REPLAYS),
         ("neuron", NEURON_KINDS),
         ("encoder", ENCODER_KINDS),

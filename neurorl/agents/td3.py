@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurorl.agents.critics import MLPCritic
+from neurorl.agents.losses import DEFAULT_TD_CLIP, td_loss
 from neurorl.agents.normalization import RunningNormalizer
+from neurorl.agents.spiking_critic import make_critic
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class TD3Config:
     noise_clip: float = 0.5
     policy_delay: int = 2
     critic_hidden: tuple[int, ...] = (256, 256)
+    critic: str = "mlp"
+    critic_T: int = 5
+    td_loss: str = "mse"
+    td_clip: float = DEFAULT_TD_CLIP
 
 
 @dataclass
@@ -65,8 +70,8 @@ class TD3Agent:
 
         self.actor = actor.to(self.device)
         self.actor_target = copy.deepcopy(self.actor)
-        self.critic1 = MLPCritic(obs_dim, act_dim, config.critic_hidden).to(self.device)
-        self.critic2 = MLPCritic(obs_dim, act_dim, config.critic_hidden).to(self.device)
+        self.critic1 = make_critic(config.critic, obs_dim, act_dim, config.critic_hidden, config.critic_T).to(self.device)
+        self.critic2 = make_critic(config.critic, obs_dim, act_dim, config.critic_hidden, config.critic_T).to(self.device)
         self.critic1_target = copy.deepcopy(self.critic1)
         self.critic2_target = copy.deepcopy(self.critic2)
         for target in self.target_networks():
@@ -132,7 +137,7 @@ class TD3Agent:
 
         q1 = self.critic1(obs, actions)
         q2 = self.critic2(obs, actions)
-        critic_loss = (weights * ((q1 - target_q) ** 2 + (q2 - target_q) ** 2)).mean()
+        critic_loss = td_loss(q1, target_q, weights, cfg.td_loss, cfg.td_clip) + td_loss(q2, target_q, weights, cfg.td_loss, cfg.td_clip)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()

@@ -18,6 +18,8 @@ class EvaluationResult:
     lengths: list[int]
     counts: list[OperationCounts]
     energies_j: list[float]
+    states: np.ndarray
+    """float32 [N, obs_dim]: every observation the policy acted on, for policy statistics"""
 
     @property
     def mean_return(self) -> float:
@@ -57,13 +59,15 @@ def evaluate(
     Episode i is reset with ``seed + i`` so every evaluation of a run sees the same start states.
     Operations are booked to the ``acting`` phase, which must hold no other counts on entry.
     """
-    returns, lengths, counts, energies = [], [], [], []
+    returns, lengths, counts, energies, states = [], [], [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         total, length, done = 0.0, 0, False
         while not done:
+            obs = np.asarray(obs, dtype=np.float32)
+            states.append(obs)
             with counter.phase("acting"):
-                action = policy(np.asarray(obs, dtype=np.float32))
+                action = policy(obs)
             obs, reward, terminated, truncated, _ = env.step(action * action_scale + action_bias)
             total += float(reward)
             length += 1
@@ -73,4 +77,4 @@ def evaluate(
         lengths.append(length)
         counts.append(episode_counts)
         energies.append(model.energy_j(episode_counts))
-    return EvaluationResult(returns, lengths, counts, energies)
+    return EvaluationResult(returns, lengths, counts, energies, np.stack(states))

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 import neurorl.envs  # noqa: F401  (registers the neurorl/ navigation tasks)
+from neurorl.agents.entropy import clipped_gaussian_entropy
+from neurorl.agents.sac import SACAgent, SACConfig
 from neurorl.agents.td3 import TD3Agent, TD3Config
 from neurorl.config import TrainConfig
 from neurorl.energy import EnergyLedger, OperationCounter, OperationCounts, count_operations, get_energy_model, load_energy_model
@@ -41,7 +43,7 @@ from neurorl.snn.actors import SPIKING_ACTORS, ActorSpec, MLPActor, build_actor
 METRIC_COLUMNS = [
     "step", "eval_return", "eval_return_std", "eval_episode_length", "buffer_size", "dis", "shrink_events",
     "sps", "energy_acting_j", "energy_learning_j", "energy_replay_j", "energy_per_action_j",
-    "return_per_joule", "wall_time_s",
+    "return_per_joule", "policy_entropy", "wall_time_s",
 ]
 CHECK_COLUMNS = ["step", "dis", "direct_dis", "threshold", "removed", "size_before", "size_after", "check_batch", "point_dim", "measure"]
 PHASES = ("acting", "learning", "replay")
@@ -82,6 +84,21 @@ class LoopState:
     next_checkpoint: int = 0
 
 
+def build_agent(config: TrainConfig, actor: torch.nn.Module, obs_dim: int, act_dim: int, device: torch.device):
+    """Build the TD3 or SAC agent of ``config`` around ``actor``."""
+    critic = {"critic": config.critic, "critic_T": config.critic_T, "td_loss": config.td_loss, "td_clip": config.td_clip}
+    common = {"gamma": config.gamma, "tau": config.tau, "actor_lr": config.actor_lr, "critic_lr": config.critic_lr,
+              "critic_hidden": tuple(config.hidden), **critic}
+    if config.algo == "sac":
+        sac = SACConfig(**common, alpha_lr=config.alpha_lr, initial_alpha=config.initial_alpha, autotune=config.autotune)
+        return SACAgent(actor, obs_dim, act_dim, sac, seed=config.seed, device=device)
+    td3 = TD3Config(
+        **common, exploration_noise=config.exploration_noise, target_noise=config.target_noise,
+        noise_clip=config.noise_clip, policy_delay=config.policy_delay,
+    )
+    return TD3Agent(actor, obs_dim, act_dim, td3, seed=config.seed, device=device)
+
+
 class Trainer:
     """Wire a config into environments, agent, replay, energy counter and run directory."""
 
@@ -106,15 +123,9 @@ class Trainer:
         self.spec = ActorSpec(
             obs_dim=self.obs_dim, act_dim=self.act_dim, hidden=tuple(config.hidden), T=config.T,
             neuron=config.neuron, encoder=config.encoder, pop_size=config.pop_size, out_pop_size=config.pop_size,
-            surrogate=config.surrogate,
+            surrogate=config.surrogate, gaussian=config.algo == "sac", readout=config.readout, branches=config.branches,
         )
-        actor = build_actor(config.actor, self.spec)
-        td3 = TD3Config(
-            gamma=config.gamma, tau=config.tau, actor_lr=config.actor_lr, critic_lr=config.critic_lr,
-            exploration_noise=config.exploration_noise, target_noise=config.target_noise,
-            noise_clip=config.noise_clip, policy_delay=config.policy_delay, critic_hidden=tuple(config.hidden),
-        )
-        self.agent = TD3Agent(actor, self.obs_dim, self.act_dim, td3, seed=config.seed, device=self.device)
+        self.agent = build_agent(config, build_actor(config.actor, self.spec), self.obs_dim, self.act_dim, self.device)
         self.replay = make_replay(config.replay, self.obs_dim, self.act_dim, seed=config.seed, **config.replay_options())
 
         self.energy_model = load_energy_model(config.energy_model) if config.energy_model.endswith(".toml") else get_energy_model(config.energy_model)
@@ -282,6 +293,7 @@ class Trainer:
             "energy_replay_j": energy["replay"],
             "energy_per_action_j": result.energy_per_action_j,
             "return_per_joule": result.return_per_joule,
+            "policy_entropy": self._policy_entropy(result.states),
             "wall_time_s": elapsed,
         }
         self.state.metrics.append(row)
@@ -289,6 +301,16 @@ class Trainer:
         write_csv_atomic(self.run_dir / "replay_checks.csv", self.state.checks, CHECK_COLUMNS)
         self.scalars.log(step, row)
         self._time("logging", mark)
+
+    def _policy_entropy(self, states: np.ndarray) -> float:
+        """Entropy (nats) of the behaviour policy over evaluation states; passes are not energy-counted.
+
+        SAC: −mean log π of sampled actions. TD3: the clipped Gaussian exploration distribution
+        around the deterministic action, quantised to bins of 0.01 (it has point masses at ±1).
+        """
+        if isinstance(self.agent, SACAgent):
+            return self.agent.policy_entropy(states)
+        return clipped_gaussian_entropy(self.agent.predict(states), self.config.exploration_noise)
 
     def _progress_fields(self, started: float) -> dict[str, Any]:
         result = self.last_evaluation
@@ -311,6 +333,8 @@ class Trainer:
         window_start = cfg.steps - cfg.final_window
         window_returns = [row["eval_return"] for row in state.metrics if row["step"] > window_start]
         return {
+            "algo": cfg.algo,
+            "policy_entropy": state.metrics[-1]["policy_entropy"],
             "eval_return": result.mean_return,
             "eval_return_std": result.std_return,
             "eval_return_max": float(np.max([row["eval_return"] for row in state.metrics])),
@@ -388,14 +412,14 @@ def _evaluation_state(result: EvaluationResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
     return {"returns": result.returns, "lengths": result.lengths, "energies_j": result.energies_j,
-            "counts": [counts.as_dict() for counts in result.counts]}
+            "counts": [counts.as_dict() for counts in result.counts], "states": result.states}
 
 
 def _evaluation_from_state(state: dict[str, Any] | None) -> EvaluationResult | None:
     if state is None:
         return None
     counts = [OperationCounts.from_dict(values) for values in state["counts"]]
-    return EvaluationResult(list(state["returns"]), list(state["lengths"]), counts, list(state["energies_j"]))
+    return EvaluationResult(list(state["returns"]), list(state["lengths"]), counts, list(state["energies_j"]), state["states"])
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
