@@ -1,4 +1,4 @@
-"""The ``neurorl`` command line: train, envs (and later sweep, report, energy)."""
+"""The ``neurorl`` command line: train, sweep, report, energy and envs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from neurorl.config import FIELD_TYPES, ConfigError, TrainConfig, build_config, default_run_dir, load_toml, option_name
 
@@ -102,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one agent and report return per joule")
     _add_train_options(train)
 
+    sweep = commands.add_parser("sweep", help="train every point of a grid of options from a sweep file")
+    sweep.add_argument("sweep_file", metavar="SWEEP.toml", help="sweep file: [base] options and [grid] lists of values")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="sweep directory: one run directory per grid point, and sweep.json")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N", help="number of runs trained at once (default: 1)")
+    sweep.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="local: training subprocesses; ray: Ray tasks on a local Ray instance, needs neurorl[ray] (default: local)",
+    )
+
+    report = commands.add_parser("report", help="tables and figures from run directories and sweep directories")
+    report.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories, or directories searched for them such as sweep directories")
+    report.add_argument("--out", required=True, metavar="REPORT_DIR", help="directory for report.csv, report.json and the figures")
+
     energy = commands.add_parser("energy", help="per-layer operation counts and energy of a run's actor under every model")
     energy.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a finished run directory (holds actor.pt)")
     energy.add_argument("--episodes", type=int, default=5, help="evaluation episodes to count (default: 5)")
@@ -175,6 +189,17 @@ def _run_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_report(args: argparse.Namespace, console: Console) -> int:
+    from neurorl.analysis.report import build_report
+    from neurorl.analysis.runs import ReportError
+
+    try:
+        build_report(args.run_dirs, args.out, console=console)
+    except ReportError as error:
+        raise UsageError(str(error)) from None
+    return 0
+
+
 def _run_energy(args: argparse.Namespace, console: Console) -> int:
     from neurorl.experiment.energy_report import EnergyReportError, energy_table, measure_actor_energy, model_table, write_energy_json
 
@@ -218,12 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _run_train(args, console)
+        if args.command == "sweep":
+            from neurorl.experiment.sweep import run_sweep
+
+            return run_sweep(args.sweep_file, args.out, workers=args.workers, backend=args.backend, console=console).exit_code
+        if args.command == "report":
+            return _run_report(args, console)
         if args.command == "energy":
             return _run_energy(args, console)
         if args.command == "envs":
             return _run_envs(console)
     except (ConfigError, UsageError) as error:
-        Console(stderr=True).print(f"[bold red]neurorl {args.command}:[/] {error}", highlight=False)
+        Console(stderr=True).print(f"[bold red]neurorl {args.command}:[/] {escape(str(error))}", highlight=False)
         return EXIT_USAGE
     return EXIT_USAGE
 

@@ -4,9 +4,9 @@
 then trains every grid point into ``DIR/<run name>`` with the chosen backend (see
 :mod:`neurorl.experiment.sweep_backends`). Rules:
 
-- a run whose directory already holds summary.json is skipped, and one interrupted after a
-  checkpoint (checkpoint.pt but no summary.json) is resumed, provided its config.toml matches the
-  grid point (otherwise the sweep stops before starting anything and says which option differs);
+- a run whose directory already contains summary.json is skipped, and one interrupted after a
+  checkpoint (checkpoint.pt but no summary.json) is resumed. Either must match its grid point in
+  config.toml, or the sweep stops before starting anything and names the options that differ;
 - a failed run gets ``DIR/<run>/error.txt`` and its error in the index, and the other runs go on;
 - ``DIR/sweep.json`` (the index: grid, and each run's status, directory and error) is rewritten
   atomically whenever a run starts or ends, and ``DIR/sweep.toml`` is a copy of the sweep file.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from neurorl.config import ConfigError, TrainConfig
@@ -100,7 +101,7 @@ def run_sweep(
 
     Raises ConfigError, listing every problem, before any run starts: an invalid sweep file or
     grid point, invalid ``workers`` or ``backend``, Ray missing for ``backend="ray"``, or a
-    finished run in ``out_dir`` whose configuration differs from its grid point.
+    finished or resumable run in ``out_dir`` whose configuration differs from its grid point.
     """
     console = console or Console()
     out_dir = Path(out_dir)
@@ -113,9 +114,10 @@ def run_sweep(
 
     resumed = sum(record.resumed for record in records)
     console.print(
-        f"[bold]NeuroRL sweep[/] {plan.path}: {len(records)} runs ({len(jobs)} to train"
+        f"[bold]NeuroRL sweep[/] {escape(str(plan.path))}: {len(records)} runs ({len(jobs)} to train"
         f"{f', {resumed} of them resumed' if resumed else ''}, {len(records) - len(jobs)} finished before) "
-        f"with {workers} {backend} worker{'s' if workers != 1 else ''} → {out_dir}"
+        f"with {workers} {backend} worker{'s' if workers != 1 else ''} → {escape(str(out_dir))}",
+        highlight=False,
     )
     if jobs:
         _execute(jobs, sweep, backend, workers, console)
@@ -161,7 +163,7 @@ def _finished_run_problems(plan: SweepPlan, out_dir: Path) -> list[str]:
         differences = _config_differences(run_dir, point.config)
         if differences:
             problems.append(
-                f"{run_dir} already holds a {state} run with other options ({'; '.join(differences)}); "
+                f"{run_dir} already contains a {state} run with other options ({'; '.join(differences)}); "
                 "delete that directory to train it again, or choose another --out"
             )
     return problems
@@ -335,19 +337,20 @@ class SweepProgress:
     def report(self, outcome: RunOutcome, out_dir: Path) -> None:
         """Print one line for a run that ended."""
         if outcome.ok:
-            self.progress.console.print(f"[green]✓[/] {outcome.name} ({outcome.wall_time_s:.0f} s)", highlight=False)
+            self.progress.console.print(f"[green]✓[/] {escape(outcome.name)} ({outcome.wall_time_s:.0f} s)", highlight=False)
         else:
             self.progress.console.print(
-                f"[red]✗[/] {outcome.name}: {outcome.error} (see {out_dir / outcome.name / ERROR_FILE})", highlight=False
+                f"[red]✗[/] {escape(outcome.name)}: {escape(str(outcome.error))} (see {escape(str(out_dir / outcome.name / ERROR_FILE))})",
+                highlight=False,
             )
 
 
 def _print_outcome(result: SweepResult, console: Console) -> None:
     counts = ", ".join(f"{len(result.names(status))} {status}" for status in ("finished", "skipped", "failed"))
     style = "red" if result.exit_code else "green"
-    console.print(f"[{style}]sweep done:[/] {counts}; index {result.index_path}", highlight=False)
+    console.print(f"[{style}]sweep done:[/] {counts}; index {escape(str(result.index_path))}", highlight=False)
     for name in result.failed:
-        console.print(f"  [red]failed[/] {name}: {result.out_dir / name / ERROR_FILE}", highlight=False)
+        console.print(f"  [red]failed[/] {escape(name)}: {escape(str(result.out_dir / name / ERROR_FILE))}", highlight=False)
 
 
 def _now() -> str:

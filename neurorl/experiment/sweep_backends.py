@@ -20,6 +20,7 @@ import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,13 @@ ERROR_TAIL_LINES = 40
 RAY_OBJECT_STORE_BYTES = 100 * 1024**2
 RAY_INSTALL_HINT = "pip install 'neurorl[ray]' (or pip install ray)"
 
+TERMINATE_TIMEOUT_S = 10.0
+EVENT_POLL_S = 0.2
+
 StartCallback = Callable[[str], None]
+# Training subprocesses of the local backend that are running now, so an interrupt can stop them.
+_RUNNING_PROCESSES: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class RunJob:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How a run ended: ``ok`` when it wrote summary.json, otherwise ``error`` says why."""
+    """Result of one run: ``ok`` when it wrote summary.json, otherwise ``error`` gives the reason."""
 
     name: str
     ok: bool
@@ -92,20 +99,27 @@ def run_subprocess_job(job: RunJob) -> RunOutcome:
     with log_path.open("a" if job.resume else "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        completed = subprocess.run(
+        process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_environment(job)
         )
+        with _RUNNING_LOCK:
+            _RUNNING_PROCESSES.add(process)
+        try:
+            returncode = process.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING_PROCESSES.discard(process)
     wall_time = time.perf_counter() - start
 
-    if completed.returncode == 0 and (job.run_dir / SUMMARY_FILE).is_file():
+    if returncode == 0 and (job.run_dir / SUMMARY_FILE).is_file():
         return RunOutcome(job.name, True, wall_time, returncode=0)
     tail = _tail(log_path)
-    reason = _exit_reason(completed.returncode)
-    if completed.returncode == 0:
+    reason = _exit_reason(returncode)
+    if returncode == 0:
         reason = f"the training command exited with status 0 but wrote no {SUMMARY_FILE}"
     elif _last_line(tail):
         reason += f": {_last_line(tail)}"
-    return _failure(job, reason, wall_time, completed.returncode, log_tail=tail)
+    return _failure(job, reason, wall_time, returncode, log_tail=tail)
 
 
 def run_in_process_job(job: RunJob) -> RunOutcome:
@@ -115,7 +129,11 @@ def run_in_process_job(job: RunJob) -> RunOutcome:
 
     log_path = job.run_dir / LOG_FILE
     start = time.perf_counter()
-    with log_path.open("a" if job.resume else "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with (
+        log_path.open("a" if job.resume else "w", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         action = "resuming" if job.resume else "training"
         print(f"{action} {job.name} in process {os.getpid()} from {job.config_path}", flush=True)
         try:
@@ -147,8 +165,13 @@ def run_local(jobs: list[RunJob], workers: int, on_start: StartCallback, on_fini
         for job in jobs:
             executor.submit(work, job)
         _dispatch(events, len(jobs), on_start, on_finish)
+    except BaseException:
+        # On Ctrl-C (or any error here) queued runs are dropped and running ones are stopped, so
+        # that no training process outlives the sweep.
+        executor.shutdown(wait=False, cancel_futures=True)
+        _terminate_running_processes()
+        raise
     finally:
-        # On Ctrl-C the runs still queued are dropped; the running subprocesses got the same SIGINT.
         executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -212,10 +235,26 @@ def write_error(run_dir: Path, text: str) -> None:
     write_text_atomic(run_dir / ERROR_FILE, text.rstrip("\n") + "\n")
 
 
+def _terminate_running_processes() -> None:
+    with _RUNNING_LOCK:
+        processes = list(_RUNNING_PROCESSES)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=TERMINATE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def _dispatch(events: queue.Queue, total: int, on_start: StartCallback, on_finish: FinishCallback) -> None:
     finished = 0
     while finished < total:
-        kind, payload = events.get()
+        # A timeout lets the main thread run its signal handlers, so Ctrl-C is seen while it waits.
+        try:
+            kind, payload = events.get(timeout=EVENT_POLL_S)
+        except queue.Empty:
+            continue
         if kind == "start":
             on_start(payload)
         else:
