@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +150,7 @@ class SACAgent:
         self.torch_generator = torch.Generator(device=self.device)
         self.torch_generator.manual_seed(seed)
         self.num_updates = 0
+        self.seconds = {"critic_update": 0.0, "actor_update": 0.0}
 
     def _make_critic(self, obs_dim: int, act_dim: int) -> nn.Module:
         cfg = self.config
@@ -209,6 +211,7 @@ class SACAgent:
         (ones for uniform replay).
         """
         cfg = self.config
+        start = time.perf_counter()
         obs = self.normalizer.normalize(obs)
         next_obs = self.normalizer.normalize(next_obs)
         alpha = self.log_alpha.detach().exp()
@@ -231,8 +234,11 @@ class SACAgent:
         self.num_updates += 1
         td_errors = (q1.detach() - target_q).abs().cpu().numpy()
         info = SACUpdateInfo(float(critic_loss.detach()), None, False, td_errors, alpha=float(alpha))
+        critic_done = time.perf_counter()
+        self.seconds["critic_update"] += critic_done - start
         if self.num_updates % cfg.policy_delay == 0:
             self._update_actor_and_alpha(obs, info)
+            self.seconds["actor_update"] += time.perf_counter() - critic_done
         return info
 
     def _update_actor_and_alpha(self, obs: torch.Tensor, info: SACUpdateInfo) -> None:

@@ -10,6 +10,7 @@ environment's bounds.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,7 @@ class TD3Agent:
         self.torch_generator = torch.Generator(device=self.device)
         self.torch_generator.manual_seed(seed)
         self.num_updates = 0
+        self.seconds = {"critic_update": 0.0, "actor_update": 0.0}
 
     def target_networks(self) -> list[nn.Module]:
         return [self.actor_target, self.critic1_target, self.critic2_target]
@@ -124,6 +126,7 @@ class TD3Agent:
         (ones for uniform replay).
         """
         cfg = self.config
+        start = time.perf_counter()
         obs = self.normalizer.normalize(obs)
         next_obs = self.normalizer.normalize(next_obs)
 
@@ -143,10 +146,13 @@ class TD3Agent:
         self.critic_optimizer.step()
 
         self.num_updates += 1
+        critic_done = time.perf_counter()
+        self.seconds["critic_update"] += critic_done - start
         actor_loss = None
         actor_updated = self.num_updates % cfg.policy_delay == 0
         if actor_updated:
             actor_loss = self._update_actor(obs)
+            self.seconds["actor_update"] += time.perf_counter() - critic_done
 
         td_errors = (q1.detach() - target_q).abs().cpu().numpy()
         return UpdateInfo(float(critic_loss.detach()), actor_loss, actor_updated, td_errors)

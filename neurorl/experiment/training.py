@@ -353,7 +353,7 @@ class Trainer:
             "steps": cfg.steps,
             "sps": cfg.steps / state.elapsed_s,
             "wall_time_s": state.elapsed_s,
-            "timing_s": dict(state.timing),
+            "timing_s": self._timing(),
             "energy_model": self.energy_model.name,
             "energy_ledger": self.ledger.summary(),
             "actor": cfg.actor,
@@ -363,6 +363,13 @@ class Trainer:
             "replay": cfg.replay,
             "seed": cfg.seed,
         }
+
+    def _timing(self) -> dict[str, float]:
+        """Return wall seconds per part; ``update`` splits into critic and actor updates, the rest
+        of it being sampling glue and energy counting of learning passes."""
+        timing = dict(self.state.timing)
+        timing.update(self.agent.seconds)
+        return timing
 
     def _save_actor(self) -> None:
         normalizer = self.agent.normalizer
@@ -393,6 +400,7 @@ class Trainer:
             "rng": ckpt.global_rng_state(),
             "env_rng": ckpt.env_rng_state(self.env),
             "last_evaluation": _evaluation_state(self.last_evaluation),
+            "agent_seconds": dict(self.agent.seconds),
         })
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -404,6 +412,7 @@ class Trainer:
         ckpt.restore_global_rng_state(state["rng"])
         ckpt.restore_env_rng_state(self.env, state["env_rng"])
         self.last_evaluation = _evaluation_from_state(state["last_evaluation"])
+        self.agent.seconds = dict(state["agent_seconds"])
         write_csv_atomic(self.run_dir / "metrics.csv", self.state.metrics, METRIC_COLUMNS)
         write_csv_atomic(self.run_dir / "replay_checks.csv", self.state.checks, CHECK_COLUMNS)
 
