@@ -20,7 +20,7 @@ class UsageError(ValueError):
     """Bad input to a command other than train's options; printed as is, exit status 2."""
 
 HELP = {
-    "env": "Gymnasium environment id (default Hopper-v5; `neurorl envs` lists them)",
+    "env": "Gymnasium environment id with a continuous (Box) action space; `neurorl envs` lists them",
     "actor": "actor family: popsan, mdcsan, ilcsan, bptsan (spiking) or ann",
     "algo": "learning algorithm: td3 or sac",
     "readout": "ilcsan: membrane statistic over T read as the action (last, mean, max)",
@@ -43,7 +43,7 @@ HELP = {
     "seed": "run seed: environments, networks, noise and replay sampling",
     "eval_every": "evaluate every this many environment steps (and at the last step)",
     "eval_episodes": "deterministic evaluation episodes per evaluation",
-    "out": "run directory (default runs/<env>_<actor>_T<T>_<replay>_seed<seed>_<time>)",
+    "out": "run directory; None means runs/<env>_<actor>_T<T>_<replay>_seed<seed>_<time>",
     "checkpoint_every": "write a checkpoint at the first episode end after every this many steps",
     "final_window": "summary.json's eval_return_final_window averages the evaluations of the last this many steps",
     "tensorboard": "also log metrics to DIR/tensorboard when the tensorboard package is installed",
@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     energy.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a finished run directory (holds actor.pt)")
     energy.add_argument("--episodes", type=int, default=5, help="evaluation episodes to count (default: 5)")
     energy.add_argument("--seed", type=int, default=0, help="seed of the first evaluation episode (default: 0)")
-    energy.add_argument("--json", action="store_true", help="also write the figures to RUN_DIR/energy.json")
+    energy.add_argument("--json", action="store_true", help="also write every figure, under every model, to RUN_DIR/energy.json")
+    energy.add_argument(
+        "--models", default="horowitz45-fp32,horowitz45-int8,memory-inclusive",
+        help="comma-separated energy models shown in the table, or 'all' (default: %(default)s)",
+    )
     energy.add_argument("--list-models", action="store_true", help="list the energy models and exit")
 
     commands.add_parser("envs", help="list the Gymnasium environments NeuroRL can train on")
@@ -154,12 +158,17 @@ def _resolve_resume_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]
         given.append("--config")
     if given:
         problems.append(f"--resume={args.resume!r}: cannot be combined with {', '.join(given)}; the run keeps its own configuration")
-    if not (out / "config.toml").is_file():
+    if not out.is_dir():
+        problems.append(f"--resume={args.resume!r}: directory not found")
+    elif not (out / "config.toml").is_file():
         problems.append(f"--resume={args.resume!r}: no config.toml there; is this a NeuroRL run directory?")
     elif not (out / "checkpoint.pt").is_file():
         problems.append(f"--resume={args.resume!r}: no checkpoint.pt yet; the run stopped before its first checkpoint, start it again")
     if (out / "summary.json").is_file():
-        problems.append(f"--resume={args.resume!r}: the run already finished (summary.json exists)")
+        problems.append(
+            f"--resume={args.resume!r}: the run already finished (summary.json exists); "
+            "its results are in that directory, or start a new run with another --out"
+        )
     if problems:
         raise ConfigError(problems)
     overrides = {name: value for name, value in _cli_values(args).items() if name in RESUME_OVERRIDES}
@@ -212,9 +221,18 @@ def _run_energy(args: argparse.Namespace, console: Console) -> int:
         report = measure_actor_energy(Path(args.run_dir), episodes=args.episodes, seed=args.seed)
     except EnergyReportError as error:
         raise UsageError(str(error)) from None
-    console.print(energy_table(report, list(report["energy_per_action_j"])))
-    console.print(f"mean return {report['mean_return']:.1f}; return per joule (default model) "
-                  f"{next(iter(report['return_per_joule'].values())):,.4g} J⁻¹")
+    known = list(report["energy_per_action_j"])
+    models = known if args.models == "all" else [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in models if name not in known]
+    if unknown:
+        raise UsageError(f"--models: unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)} or 'all'")
+    console.print(energy_table(report, models))
+    episodes = report["episodes"]
+    console.print(
+        f"mean return over {episodes} fresh evaluation episode{'s' if episodes != 1 else ''}: {report['mean_return']:.1f}; "
+        f"return per joule (horowitz45-fp32): {report['return_per_joule']['horowitz45-fp32']:,.4g} J⁻¹. "
+        "summary.json holds the figures of the run's own last evaluation."
+    )
     if args.json:
         console.print(f"wrote {write_energy_json(report, Path(args.run_dir))}")
     return 0
@@ -229,10 +247,13 @@ def _run_envs(console: Console) -> int:
     table = Table(title="Registered environments with continuous actions")
     table.add_column("id")
     table.add_column("entry point")
+    classic = {"Pendulum-v1", "MountainCarContinuous-v0"}
     for env_id, spec in sorted(gym.envs.registry.items()):
-        entry = str(spec.entry_point)
-        if env_id.startswith("neurorl/") or "mujoco" in entry:
-            table.add_row(env_id, entry)
+        # Retired ids (MuJoCo v2/v3) register a function that only raises, not an import path.
+        if not isinstance(spec.entry_point, str):
+            continue
+        if env_id.startswith("neurorl/") or "mujoco" in spec.entry_point or env_id in classic:
+            table.add_row(env_id, spec.entry_point)
     console.print(table)
     return 0
 

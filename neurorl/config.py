@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -270,6 +272,11 @@ def _range_problems(c: TrainConfig) -> list[str]:
         ("threads", c.threads >= 1, "must be at least 1"),
     ]
     problems = [f"{option_name(name)}={getattr(c, name)!r}: {message}" for name, ok, message in checks if not ok]
+    if 1 <= c.steps <= c.learning_starts:
+        problems.append(
+            f"--learning-starts={c.learning_starts!r}: not below --steps={c.steps!r}, so no update would run; "
+            "lower --learning-starts or raise --steps"
+        )
     for name in ("gamma", "tau", "actor_lr", "critic_lr", "threshold", "kappa", "beta"):
         value = getattr(c, name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -319,10 +326,28 @@ def _env_problems(env_id: str) -> list[str]:
     import neurorl.envs  # noqa: F401  (registers the neurorl/ navigation tasks)
 
     if env_id in gym.envs.registry:
-        return []
+        return _env_space_problems(env_id)
     similar = difflib.get_close_matches(env_id, list(gym.envs.registry), n=5, cutoff=0.6)
     hint = f"; similar registered ids: {', '.join(similar)}" if similar else "; run `neurorl envs` for the list"
     return [f"--env={env_id!r}: not a registered Gymnasium environment{hint}"]
+
+
+@functools.lru_cache(maxsize=64)
+def _env_space_problems(env_id: str) -> list[str]:
+    """Build the environment once to check that it exists in this install and has Box actions."""
+    import gymnasium as gym
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            env = gym.make(env_id)
+    except Exception as error:  # noqa: BLE001  (any failure to build is reported as the env's problem)
+        return [f"--env={env_id!r}: cannot be created ({type(error).__name__}: {error})"]
+    space = env.action_space
+    env.close()
+    if not isinstance(space, gym.spaces.Box):
+        return [f"--env={env_id!r}: has a {type(space).__name__} action space; NeuroRL's actors need continuous (Box) actions"]
+    return []
 
 
 def _energy_model_problems(name: str) -> list[str]:

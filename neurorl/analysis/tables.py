@@ -200,7 +200,7 @@ def report_table(groups: list[RunGroup], *, energy_models: list[str]) -> Table:
     """Build the rich table: return, energy per action, return per joule, buffer size and shrinks per group."""
     runs = sum(len(group.runs) for group in groups)
     table = Table(
-        title=f"NeuroRL report · {runs} runs in {len(groups)} groups · mean ± std over seeds · "
+        title=f"NeuroRL report · {runs} run{'s' if runs != 1 else ''} in {len(groups)} group{'s' if len(groups) != 1 else ''} · mean ± std over seeds · "
         f"energy model {escape(', '.join(energy_models) or 'unknown')}",
     )
     table.add_column("group", ratio=1, overflow="fold")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +30,10 @@ NAV2D_V2_KWARGS: dict[str, Any] = {
     "min_start_goal_distance": 1.5,
 }
 
-# NOTE: Gymnasium parses 2DNav-v1 and 2DNav-v2 as two versions of one task, so gym.make of v1
-# emits a DeprecationWarning. The ids are the task names used by Xu et al. (TPAMI 2026).
+# Gymnasium parses 2DNav-v1 and 2DNav-v2 as two versions of one task and warns that v1 is out of
+# date, which is wrong here: they are different tasks, named as in Xu et al. (TPAMI 2026). The
+# filter below drops only that warning.
+warnings.filterwarnings("ignore", message=r".*neurorl/2DNav-v1 is out of date.*")
 TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("neurorl/2DNav-v1", "neurorl.envs.nav2d:Nav2DEnv", 200),
     TaskSpec("neurorl/2DNav-v2", "neurorl.envs.nav2d:Nav2DEnv", 400, NAV2D_V2_KWARGS),

@@ -118,16 +118,24 @@ def _per_action(totals: OperationCounts, actions: int) -> dict[str, float]:
     }
 
 
+DEFAULT_TABLE_MODELS = ("horowitz45-fp32", "horowitz45-int8", "memory-inclusive")
+
+
+def short_model_label(name: str) -> str:
+    """Return a column label short enough for an 80-column terminal (``horowitz45-fp32`` → ``fp32``)."""
+    return name.replace("horowitz45-", "").replace("memory-inclusive", "mem")
+
+
 def energy_table(report: dict[str, Any], models: list[str]) -> Table:
     """Build the per-layer rich table with one energy column per model, in nJ per action."""
-    table = Table(title=f"Actor energy per action · {report['actor']} T={report['T']} · {report['actions']:,} actions over {report['episodes']} episodes")
-    table.add_column("layer")
-    table.add_column("kind")
-    table.add_column("input firing rate", justify="right")
-    table.add_column("ACs", justify="right")
-    table.add_column("MACs", justify="right")
+    table = Table(title=f"Actor energy per action · {report['actor']} T={report['T']} · {report['actions']:,} actions over {report['episodes']} episode{'s' if report['episodes'] != 1 else ''}; rate = input firing rate")
+    table.add_column("layer", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("rate", justify="right", no_wrap=True)
+    table.add_column("ACs", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
     for name in models:
-        table.add_column(f"{name} (nJ)", justify="right")
+        table.add_column(f"{short_model_label(name)} nJ", justify="right", no_wrap=True)
     for layer in report["layers"]:
         rate = layer["input_firing_rate"]
         table.add_row(
@@ -152,8 +160,10 @@ def write_energy_json(report: dict[str, Any], run_dir: Path) -> Path:
 def model_table(models: list[EnergyModel] | None = None) -> Table:
     """Build the table printed by ``neurorl energy --list-models``."""
     table = Table(title="Energy models (pJ per operation)")
-    for column in ("name", "AC", "MAC", "weight read", "membrane r+w", "description"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    for column in ("AC", "MAC", "weight read", "membrane r+w"):
+        table.add_column(column, justify="right")
+    table.add_column("description", ratio=1)
     for model in models or list(all_energy_models().values()):
         table.add_row(
             model.name, f"{model.ac_pj:g}", f"{model.mac_pj:g}", f"{model.weight_read_pj:g}",

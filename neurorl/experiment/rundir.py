@@ -26,11 +26,19 @@ from typing import Any, Iterable
 import torch
 
 
+def _file_mode() -> int:
+    # mkstemp creates files with mode 0600; run files get the mode open() would give them.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, _file_mode())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
