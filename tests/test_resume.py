@@ -42,6 +42,8 @@ def test_safe_conversion_round_trip():
 
 def test_resume_rejects_bad_directories(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "missing")]) == 2
+    assert "directory not found" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no config.toml" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--T", "3"]) == 2
     assert "cannot be combined with --T" in capsys.readouterr().err
