@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "envs":
             return _run_envs(console)
     except (ConfigError, UsageError) as error:
-        Console(stderr=True).print(f"[bold red]neurorl {args.command}:[/] {escape(str(error))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]neurorl {args.command}:[/] {escape(str(error))}", highlight=False)
         return EXIT_USAGE
     return EXIT_USAGE
 
