@@ -91,6 +91,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     parser.add_argument(
+        "--seeds", metavar="S1,S2,...",
+        help="train these seeds together in one process on stacked networks (td3 with popsan or ann); "
+        "each seed's run goes to OUT/seed=<seed>",
+    )
+    parser.add_argument(
         "--resume", metavar="DIR",
         help="continue the interrupted run in DIR from its last checkpoint (only --threads, --device and --no-progress may be given with it)",
     )
@@ -187,6 +192,9 @@ def _run_train(args: argparse.Namespace, console: Console) -> int:
         console.print(summary_table(summary, str(out)))
         return 0
 
+    if args.seeds is not None:
+        return _run_train_seeds(args, console)
+
     config, out = _resolve_train_config(args)
 
     from neurorl.experiment.progress import summary_table
@@ -195,6 +203,40 @@ def _run_train(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]NeuroRL[/] training {config.actor} ({config.algo}, T={config.T}) on {config.env} with {config.replay} replay → {out}")
     summary = train(config, out, show_progress=not args.no_progress)
     console.print(summary_table(summary, str(out)))
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError([f"--seeds={text!r}: expected comma-separated integers such as 0,1,2"]) from None
+    if not seeds:
+        raise ConfigError([f"--seeds={text!r}: expected at least one seed"])
+    return seeds
+
+
+def _run_train_seeds(args: argparse.Namespace, console: Console) -> int:
+    if args.resume:
+        raise ConfigError(["--seeds: cannot be combined with --resume; multi-seed runs have no checkpoints yet"])
+    seeds = _parse_seeds(args.seeds)
+    config, out = _resolve_train_config(args)
+    run_dirs = [out / f"seed={seed}" for seed in seeds]
+    finished = [str(path) for path in run_dirs if (path / "summary.json").exists()]
+    if finished:
+        raise ConfigError([f"--out={str(out)!r}: already holds finished runs ({', '.join(finished)}); choose another directory"])
+
+    from neurorl.experiment.multiseed import check_multiseed_request, train_seeds
+    from neurorl.experiment.progress import summary_table
+
+    try:
+        check_multiseed_request(config, seeds, run_dirs)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
+    console.print(f"[bold]NeuroRL[/] training {config.actor} ({config.algo}, T={config.T}) on {config.env}, seeds {seeds} in one process → {out}")
+    summaries = train_seeds(config, seeds, run_dirs, show_progress=not args.no_progress)
+    for summary, run_dir in zip(summaries, run_dirs):
+        console.print(summary_table(summary, str(run_dir)))
     return 0
 
 

@@ -127,7 +127,7 @@ def test_missing_grid_and_file(tmp_path):
 
 
 def test_grid_expansion_and_names(tmp_path):
-    path = write_sweep(tmp_path / "sweep.toml", {"steps": 100},
+    path = write_sweep(tmp_path / "sweep.toml", {"steps": 100, "learning-starts": 50},
                        {"env": [NAV, "neurorl/2DNav-v2"], "hidden": [[16, 16], "32,8"], "seed": [0, 1, 2]})
     plan = plan_sweep(path)
     assert len(plan.points) == 12

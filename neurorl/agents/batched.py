@@ -8,13 +8,14 @@ seeds at once:
 * Each seed keeps its own observation normaliser, exploration-noise generator and target-noise
   generator, so the random numbers of seed k never depend on K or on the other seeds.
 * The loss is the sum over seeds of each seed's mean loss, so the gradient of seed k's slice is
-  the gradient of seed k's own loss, and one Adam over the stacked parameters is K independent
-  Adams (Adam is elementwise, and all seeds take the same number of steps).
+  the gradient of seed k's own loss. Adam is elementwise and all seeds take the same number of
+  steps, so one Adam over the stacked parameters is K independent Adams.
 * The policy delay counter is shared: all seeds update their actors and targets in lockstep.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam as functional_adam
 
 from neurorl.agents.critics import MLPCritic
 from neurorl.agents.losses import td_loss
@@ -87,14 +89,17 @@ class BatchedTD3:
         for target in self.target_networks():
             target.requires_grad_(False)
 
-        # NOTE: the per-seed agents' optimizer states are not carried over; stacking is meant for
-        # freshly built agents (a resumed multi-seed run would need them stacked too).
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=self.config.actor_lr)
+        # Each agent's optimizer settings, because TD3Agent picks them. NOTE: the agents'
+        # optimizer states are not carried over, so stacking suits freshly built agents only.
+        # A resumed multi-seed run would need those states stacked too.
+        self.actor_optimizer = _optimizer_like(agents[0].actor_optimizer, self.actor.parameters())
         critic_parameters = [*self.critic1.parameters(), *self.critic2.parameters()]
-        self.critic_optimizer = torch.optim.Adam(critic_parameters, lr=self.config.critic_lr)
+        self.critic_optimizer = _optimizer_like(agents[0].critic_optimizer, critic_parameters)
 
         self.normalizers = [agent.normalizer for agent in agents]
         self.num_updates = agents[0].num_updates
+        # Wall seconds of all seeds' critic and actor updates together, as TD3Agent.seconds splits them.
+        self.seconds = {"critic_update": 0.0, "actor_update": 0.0}
         self._stats_source: list[tuple[np.ndarray, np.ndarray]] = []
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -121,8 +126,8 @@ class BatchedTD3:
         return ((obs - mean) / std).clamp(-clip, clip)
 
     def _normalizer_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # RunningNormalizer replaces its mean and var arrays at every update, so identity tells
-        # whether the stacked copy is stale; the references held here keep the ids from being reused.
+        # RunningNormalizer replaces its mean and var arrays at every update, so identity shows
+        # whether the stacked copy is stale. The references held here keep the ids from being reused.
         current = [(normalizer.mean, normalizer.var) for normalizer in self.normalizers]
         fresh = len(current) == len(self._stats_source) and all(
             mean is old_mean and var is old_var for (mean, var), (old_mean, old_var) in zip(current, self._stats_source)
@@ -176,6 +181,7 @@ class BatchedTD3:
         [K, B, obs_dim], actions [K, B, act_dim], rewards, terminated and importance weights [K, B].
         """
         cfg = self.config
+        start = time.perf_counter()
         obs = self.normalize(obs)
         next_obs = self.normalize(next_obs)
 
@@ -195,17 +201,20 @@ class BatchedTD3:
         self.critic_optimizer.step()
 
         self.num_updates += 1
+        critic_done = time.perf_counter()
+        self.seconds["critic_update"] += critic_done - start
         actor_losses = None
         actor_updated = self.num_updates % cfg.policy_delay == 0
         if actor_updated:
             actor_losses = self._update_actor(obs)
+            self.seconds["actor_update"] += time.perf_counter() - critic_done
 
         td_errors = (q1.detach() - target_q).abs().cpu().numpy()
         return BatchedUpdateInfo(critic_losses.detach().cpu().tolist(), actor_losses, actor_updated, td_errors)
 
     def _critic_losses(self, q1: torch.Tensor, q2: torch.Tensor, target_q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # td_loss per seed keeps TD3Agent's loss (its kind, clip and validation) in one place; the
-        # gradient of the sum over seeds is each seed's own gradient.
+        # td_loss per seed keeps TD3Agent's loss (its kind, clip and validation) in one place.
+        # The gradient of the sum over seeds is each seed's own gradient.
         cfg = self.config
         losses = [
             td_loss(q1[k], target_q[k], weights[k], cfg.td_loss, cfg.td_clip)
@@ -240,11 +249,99 @@ class BatchedTD3:
             torch._foreach_add_(target_params, online_params, alpha=tau)
 
     def copy_to_agents(self) -> None:
-        """Write the stacked networks and the update count back into the per-seed agents."""
+        """Write the stacked networks, the update count and the update seconds back into the per-seed agents.
+
+        The seconds are the shared wall time of the batched updates, not a per-seed share.
+        """
         for network in self.networks().values():
             network.copy_to_sources()
         for agent in self.agents:
             agent.num_updates = self.num_updates
+            agent.seconds = dict(self.seconds)
+
+
+class SeedwiseAdam:
+    """Adam over stacked parameters that steps each seed's slice as a tensor of its own.
+
+    Adam is elementwise, but the fused CPU kernel (torch 2.13) rounds the last SIMD-width
+    remainder of a tensor unlike its body. One step over a stacked tensor therefore rounds a few
+    of seed k's elements unlike seed k's own optimizer, which shows as last-bit differences
+    within a few hundred steps. Passing the K slices to the functional Adam as separate tensors keeps
+    every seed's update bitwise that of a single-seed ``torch.optim.Adam`` with the same settings.
+
+    :param parameters: stacked parameters, seeds on the first axis.
+    :param template: a per-seed agent's Adam, whose settings (lr, betas, eps, weight decay,
+        amsgrad, maximize, foreach, fused) are copied.
+    """
+
+    def __init__(self, parameters, template: torch.optim.Adam) -> None:
+        settings = template.defaults
+        if settings.get("capturable") or settings.get("differentiable"):
+            raise ValueError("SeedwiseAdam does not support capturable or differentiable Adam; build the agents' Adam without them")
+        self.parameters = list(parameters)
+        self.settings = dict(settings)
+        self.num_seeds = self.parameters[0].shape[0]
+        amsgrad = bool(settings["amsgrad"])
+        self.exp_avg = [torch.zeros_like(p) for p in self.parameters]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.parameters]
+        self.max_exp_avg_sq = [torch.zeros_like(p) for p in self.parameters] if amsgrad else []
+        # One step count per parameter and seed, with the dtype and device torch.optim.Adam uses.
+        fused = bool(settings.get("fused"))
+        self.steps = [[_step_counter(p, fused) for _ in range(self.num_seeds)] for p in self.parameters]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for parameter in self.parameters:
+            if set_to_none:
+                parameter.grad = None
+            elif parameter.grad is not None:
+                parameter.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Update every parameter that has a gradient, one seed slice at a time."""
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+        for index, parameter in enumerate(self.parameters):
+            if parameter.grad is None:
+                continue
+            for seed in range(self.num_seeds):
+                params.append(parameter[seed])
+                grads.append(parameter.grad[seed])
+                exp_avgs.append(self.exp_avg[index][seed])
+                exp_avg_sqs.append(self.exp_avg_sq[index][seed])
+                if self.max_exp_avg_sq:
+                    max_exp_avg_sqs.append(self.max_exp_avg_sq[index][seed])
+                steps.append(self.steps[index][seed])
+        if not params:
+            return
+
+        settings = self.settings
+        beta1, beta2 = settings["betas"]
+        functional_adam(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+            foreach=settings.get("foreach"), fused=settings.get("fused"),
+            decoupled_weight_decay=bool(settings.get("decoupled_weight_decay", False)),
+            amsgrad=bool(settings["amsgrad"]), beta1=beta1, beta2=beta2, lr=settings["lr"],
+            weight_decay=settings["weight_decay"], eps=settings["eps"], maximize=bool(settings["maximize"]),
+        )
+
+
+def _step_counter(parameter: torch.Tensor, fused: bool) -> torch.Tensor:
+    if fused:
+        return torch.zeros((), dtype=torch.float32, device=parameter.device)
+    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    return torch.tensor(0.0, dtype=dtype)
+
+
+def _optimizer_like(template: torch.optim.Optimizer, parameters) -> SeedwiseAdam | torch.optim.Optimizer:
+    """Build an optimizer with ``template``'s class and settings over stacked ``parameters``.
+
+    Adam (what TD3Agent uses) becomes :class:`SeedwiseAdam`. Other elementwise optimizers (SGD,
+    AdamW and the like) run over the stacked tensors, which matches one optimizer per seed up to
+    rounding of the last bits.
+    """
+    if type(template) is torch.optim.Adam:
+        return SeedwiseAdam(parameters, template)
+    return type(template)(parameters, **template.defaults)
 
 
 def _check_agents(agents: Sequence[TD3Agent]) -> None:

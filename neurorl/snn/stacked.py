@@ -2,23 +2,23 @@
 
 Every parameter of a stacked module is the K per-seed parameters stacked along a new leading
 axis, and every activation carries the seed axis first: observations [K, B, obs_dim], spikes
-[K, T, B, N]. A linear layer is one ``torch.baddbmm`` for all K seeds (weights kept in
+[K, T, B, N]. A linear layer is one ``torch.baddbmm`` for all K seeds. Its weights keep
 ``nn.Linear``'s [out, in] layout, so each seed's product is the same GEMM as ``F.linear`` and
-gives bitwise equal outputs on CPU with torch 2.13), the neuron dynamics are elementwise on
-[K, T, B, N] with the equations of :func:`neurorl.snn.neurons._fused_loop`, and PopSAN's
-grouped Conv1d decoder becomes one Conv1d with K·act_dim groups (the same kernel as the
-per-seed decoder, so again bitwise equal, where an einsum differs by rounding).
+gives bitwise equal outputs on CPU (torch 2.13). The neuron dynamics are elementwise on
+[K, T, B, N] with the equations of :func:`neurorl.snn.neurons._fused_loop`. PopSAN's grouped
+Conv1d decoder becomes one Conv1d with K·act_dim groups, which runs the per-seed decoder's
+kernel and so is bitwise equal too (an einsum differs by rounding).
 
 Seed k's slice never reads another seed's values, so seeds stay independent. Every ``forward``
 takes ``seeds``, a slice of the stack, to run only those seeds (the resilient replay check runs
 one seed at a time).
 
-Energy: :class:`StackedOperationCounter` counts, per seed and in closed form, the same
-operations :class:`neurorl.energy.OperationCounter` books on the unstacked actor: ACs of a
-spike-fed layer as non-zero inputs of seed k times that seed's non-zero fan-out, ``rows·in·out``
-MACs of a dense-fed layer (and, in the acting and replay phases, effective MACs that skip zero
-inputs and zero weights), ``B·obs_dim·pop_size`` encoder MACs, one neuron update per neuron and
-step, and the samples and forward passes of each root network.
+Energy: :class:`StackedOperationCounter` counts, per seed and in closed form, the operations
+that :class:`neurorl.energy.OperationCounter` books on the unstacked actor. A spike-fed layer
+costs seed k's non-zero inputs times that seed's non-zero fan-out in ACs. A dense-fed layer
+costs ``rows·in·out`` MACs, and in the acting and replay phases effective MACs that skip zero
+inputs and zero weights. The encoder costs ``B·obs_dim·pop_size`` MACs, every neuron one update
+per step, and each root network books its samples and forward passes.
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ from neurorl.snn.neurons import CurrentLIF, NeuronLayer
 
 SeedSlice = slice | None
 
-# Counts derived from shapes alone, kept on the host as int64 per seed.
+# Counts derived from shapes alone, kept on the host as int64 per seed. Data-dependent counts
+# ("ac", "spike_inputs", "measured_effective_mac", "input_probe") stay float64 on the input's device.
 _SHAPE_FIELDS = ("mac", "shape_effective_mac", "ac_connections", "spike_input_slots", "samples", "forward_passes")
-# Counts that depend on the data, kept as float64 per seed on the input's device until read.
-_DATA_FIELDS = ("ac", "spike_inputs", "measured_effective_mac", "input_probe")
 
 
 # ------------------------------------------------------------------------------------ counting
@@ -66,17 +65,29 @@ class _PhaseTally:
         self.shape = {name: np.zeros(self.num_seeds, dtype=np.int64) for name in _SHAPE_FIELDS}
 
 
-class CountBooking:
-    """Where one layer call books its counts: the seeds of the call that count in this phase.
+@dataclass
+class _ActivePhase:
+    """A phase on the counter's stack: its name, the seeds that book, and bookings by seed slice."""
 
-    ``local`` indexes the call's seed axis, ``global_`` the counter's seeds; seeds excluded by
-    :meth:`StackedOperationCounter.phase` are in neither.
+    name: str
+    mask: np.ndarray
+    bookings: dict[tuple, CountBooking] = field(default_factory=dict)
+
+
+class CountBooking:
+    """Booking target of one layer call: the tally and the seeds of the call that count in this phase.
+
+    ``local`` indexes the call's seed axis and ``global_`` the counter's seeds. Seeds excluded
+    by :meth:`StackedOperationCounter.phase` are in neither.
     """
 
-    def __init__(self, tally: _PhaseTally, local: np.ndarray, global_: np.ndarray, whole: bool, measures_zeros: bool) -> None:
+    def __init__(
+        self, tally: _PhaseTally, local: np.ndarray, global_: np.ndarray, called: int, whole: bool, measures_zeros: bool
+    ) -> None:
         self.tally = tally
         self.local = local
         self.global_ = global_
+        self.called = called
         self.whole = whole
         self.measures_zeros = measures_zeros
         self._index_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -100,7 +111,7 @@ class CountBooking:
             previous = torch.zeros(self.tally.num_seeds, dtype=torch.float64, device=values.device)
         elif previous.device != values.device:
             previous = previous.to(values.device)
-        # Accumulators are replaced, never updated in place: one created under
+        # Accumulators are replaced, never updated in place, because one created under
         # torch.inference_mode cannot be updated in place outside it.
         if self.whole:
             self.tally.data[name] = previous + values
@@ -120,7 +131,7 @@ class StackedOperationCounter:
     """Count ACs, MACs and neuron updates of stacked modules per seed, in closed form.
 
     The counts of seed k equal what :class:`neurorl.energy.OperationCounter` counts on seed k's
-    unstacked network for the same inputs (tested on PopSAN and the ANN actor), with one
+    unstacked network for the same inputs (tested on PopSAN, the ANN actor and MLP critics), with one
     exception: the binary check of spike inputs is not repeated here, because the stacked
     neuron layers are the only producers of those inputs. Non-finite inputs are detected as the
     OperationCounter does: in spike-fed layers and encoders in every phase, in dense-fed layers in
@@ -149,7 +160,7 @@ class StackedOperationCounter:
     @property
     def active_phase(self) -> str | None:
         """Phase whose operations are being counted, or None outside every phase."""
-        return self._phases[-1][0] if self._phases else None
+        return self._phases[-1].name if self._phases else None
 
     @contextlib.contextmanager
     def phase(self, name: str, seeds: Sequence[int] | None = None) -> Iterator[StackedOperationCounter]:
@@ -166,7 +177,7 @@ class StackedOperationCounter:
                 if not 0 <= int(index) < self.num_seeds:
                     raise ValueError(f"seed index {index!r} is outside the stack of {self.num_seeds} seeds")
                 mask[int(index)] = True
-        self._phases.append((name, mask))
+        self._phases.append(_ActivePhase(name, mask))
         try:
             yield self
         finally:
@@ -176,16 +187,22 @@ class StackedOperationCounter:
         """Return where a call on ``called`` stacked seeds (``seeds`` of the stack) books, or None."""
         if not self._phases:
             return None
-        name, mask = self._phases[-1]
-        positions = np.arange(self.num_seeds)[seeds if seeds is not None else slice(None)]
-        if len(positions) != called:
-            raise ValueError(f"a call on {called} seeds cannot book to seeds {seeds!r} of a stack of {self.num_seeds}")
-        keep = mask[positions]
-        whole = bool(keep.all()) and called == self.num_seeds
-        tally = self._tallies.get(name)
+        active = self._phases[-1]
+        tally = self._tallies.get(active.name)
         if tally is None:
-            tally = self._tallies[name] = _PhaseTally(self.num_seeds)
-        return CountBooking(tally, np.nonzero(keep)[0], positions[keep], whole, name in self.effective_mac_phases)
+            tally = self._tallies[active.name] = _PhaseTally(self.num_seeds)
+        key = (None, None, None) if seeds is None else (seeds.start, seeds.stop, seeds.step)
+        booking = active.bookings.get(key)
+        if booking is None or booking.tally is not tally:
+            positions = np.arange(self.num_seeds)[seeds if seeds is not None else slice(None)]
+            keep = active.mask[positions]
+            whole = bool(keep.all()) and len(positions) == self.num_seeds
+            measures_zeros = active.name in self.effective_mac_phases
+            booking = CountBooking(tally, np.nonzero(keep)[0], positions[keep], len(positions), whole, measures_zeros)
+            active.bookings[key] = booking
+        if booking.called != called:
+            raise ValueError(f"a call on {called} seeds cannot book to seeds {seeds!r} of a stack of {self.num_seeds}")
+        return booking
 
     def take(self, phase: str) -> list[OperationCounts]:
         """Return every seed's counts in ``phase`` since the last take, and reset them.
@@ -367,12 +384,16 @@ class StackedLinear(StackedModule):
 
     def forward(self, x: torch.Tensor, seeds: SeedSlice = None) -> torch.Tensor:
         weight = _pick(self.weight, seeds)
+        bias = None if self.bias is None else _pick(self.bias, seeds)
         booking = self.booking(seeds, x.shape[0])
         if booking is not None:
             self._count(booking, x, seeds)
-        if self.bias is None:
-            return torch.bmm(x, weight.transpose(1, 2))
-        return torch.baddbmm(_pick(self.bias, seeds).unsqueeze(1), x, weight.transpose(1, 2))
+
+        # F.linear takes a matrix-vector path for one output or one or two rows, which a batched
+        # product does not reproduce bitwise, so those (cheap) shapes run one F.linear per seed.
+        if self.out_features == 1 or x.shape[1] <= 2:
+            return torch.stack([F.linear(x[i], weight[i], None if bias is None else bias[i]) for i in range(x.shape[0])])
+        return _StackedLinearFunction.apply(x, weight, bias)
 
     @torch.no_grad()
     def _count(self, booking: CountBooking, x: torch.Tensor, seeds: SeedSlice) -> None:
@@ -383,7 +404,7 @@ class StackedLinear(StackedModule):
             if not booking.measures_zeros:
                 booking.add_shape("shape_effective_mac", connections)
                 return
-            # Column sums are exact in float32 below 2**24 rows; NaN inputs stay NaN.
+            # Column sums are exact in float32 below 2**24 rows, and NaN inputs stay NaN.
             per_input = nonzero_indicator(x.detach(), "dense").sum(1)
             booking.add_data("measured_effective_mac", self._ops(per_input, seeds))
             return
@@ -402,10 +423,46 @@ class StackedLinear(StackedModule):
         """Return each input's non-zero outgoing weights per seed, float64 [K, in], cached per weight version."""
         key = (self.weight._version, self.weight.data_ptr())
         if self._fanout is None or self._fanout_key != key:
-            with torch.no_grad():
-                self._fanout = nonzero_indicator(self.weight.detach(), "dense").sum(1, dtype=torch.float64)
+            self._fanout = _linear_fanout(self.weight.detach())
             self._fanout_key = key
         return self._fanout
+
+
+class _StackedLinearFunction(torch.autograd.Function):
+    """x·Wᵀ + b on stacked inputs, with the backward products of ``F.linear``.
+
+    Autograd's own backward of ``baddbmm`` forms the weight gradient as xᵀ·grad and transposes
+    it, which rounds differently from F.linear's gradᵀ·x for narrow inputs and adds a copy.
+    With these products each seed's gradients are bitwise those of ``F.linear`` for the shapes
+    tested (torch 2.13, x86_64 CPU), so a seed's training matches its single-seed run.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+@torch.no_grad()
+def _linear_fanout(weight: torch.Tensor) -> torch.Tensor:
+    # A weight without zeros (the usual case during training) has fan-out out_features for every
+    # input. One count_nonzero pass finds that, cheaper than the per-column count. On other
+    # devices the test would need a host synchronisation, so the column count always runs there.
+    stacked, out_features, in_features = weight.shape
+    if weight.device.type == "cpu" and int(torch.count_nonzero(weight)) == weight.numel():
+        return torch.full((stacked, in_features), float(out_features), dtype=torch.float64)
+    return nonzero_indicator(weight, "dense").sum(1, dtype=torch.float64)
 
 
 class StackedNeuronLayer(StackedModule):
@@ -437,11 +494,12 @@ class StackedNeuronLayer(StackedModule):
         threshold = self.threshold
         alpha = self.alpha.clamp(0, 1) if self.synaptic else None
 
-        syn = mem = torch.zeros_like(currents[:, 0])
-        reset = torch.zeros_like(currents[:, 0])
+        # unbind, not indexing, because the backward of T index selects fills T full-size zero tensors.
+        steps = currents.unbind(1)
+        syn = mem = torch.zeros_like(steps[0])
+        reset = torch.zeros_like(steps[0])
         spikes = []
-        for step in range(currents.shape[1]):
-            current = currents[:, step]
+        for current in steps:
             if self.synaptic:
                 syn = alpha * syn + current
                 drive = syn
