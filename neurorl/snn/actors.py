@@ -204,6 +204,18 @@ class PopSpikingActor(ActorHead):
         return self.decoder(firing_rate)
 
 
+def dense_mlp(sizes: list[int]) -> nn.Sequential:
+    """Build Linear layers of the given sizes with ReLU between them, each marked as a dense-input layer."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(fan_in, fan_out)
+        linear.input_kind = "dense"
+        layers.append(linear)
+        if index < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
 class MLPActor(ActorHead):
     """ANN actor: ReLU MLP with the same hidden sizes, tanh output."""
 
@@ -214,15 +226,7 @@ class MLPActor(ActorHead):
         self.gaussian = spec.gaussian
         self.T = 1
 
-        sizes = [spec.obs_dim, *spec.hidden, spec.out_dim]
-        layers: list[nn.Module] = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            linear = nn.Linear(fan_in, fan_out)
-            linear.input_kind = "dense"
-            layers.append(linear)
-            if index < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
+        self.net = dense_mlp([spec.obs_dim, *spec.hidden, spec.out_dim])
 
     def pre_activation(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
