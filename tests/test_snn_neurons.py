@@ -129,3 +129,119 @@ def test_fused_loop_equals_snntorch_stepping(case):
     assert torch.equal(fused, stepped)
     assert fused.sum() > 0
     assert torch.allclose(fused_grad, currents.grad, atol=1e-6)
+
+
+RESETS = {
+    "popsan": lambda sg: __import__("snntorch").Leaky(beta=0.75, threshold=0.5, spike_grad=sg, reset_mechanism="zero"),
+    "popsan-current": lambda sg: CurrentLIF(spike_grad=sg),
+    "snntorch_zero": lambda sg: __import__("snntorch").Synaptic(alpha=0.5, beta=0.75, threshold=0.5, spike_grad=sg, reset_mechanism="zero"),
+    "subtract": lambda sg: __import__("snntorch").Leaky(beta=0.9, threshold=0.5, spike_grad=sg, reset_mechanism="subtract"),
+    "subtract-current": lambda sg: __import__("snntorch").Synaptic(alpha=0.6, beta=0.9, threshold=0.5, spike_grad=sg, reset_mechanism="subtract"),
+}
+
+
+def _surrogate(kind):
+    from neurorl.snn.neurons import make_surrogate, straight_through
+
+    return straight_through() if kind == "straight_through" else make_surrogate(kind)
+
+
+def _sequence_args(neuron):
+    import snntorch as snn
+
+    from neurorl.snn.neurons import reset_kind
+
+    alpha = neuron.alpha if isinstance(neuron, snn.Synaptic) else None
+    return neuron.beta, neuron.threshold, alpha, reset_kind(neuron), neuron.spike_grad
+
+
+def _autograd_reference(neuron, currents, time_dim):
+    from neurorl.snn.neurons import _autograd_lif
+
+    beta, threshold, alpha, reset, spike_grad = _sequence_args(neuron)
+    alpha = alpha.clamp(0, 1) if alpha is not None else None
+    steps = currents.movedim(time_dim, 0)
+    return _autograd_lif(steps, beta.clamp(0, 1), threshold, alpha, reset, spike_grad).movedim(0, time_dim)
+
+
+@pytest.mark.parametrize("time_dim", [0, 1])
+@pytest.mark.parametrize("steps", [1, 7])
+@pytest.mark.parametrize("surrogate_kind", ["rectangular", "atan", "fast_sigmoid", "triangular", "straight_through"])
+@pytest.mark.parametrize("case", sorted(RESETS))
+def test_lif_sequence_equals_autograd_bit_for_bit(case, surrogate_kind, steps, time_dim):
+    """The hand-written back-propagation through time gives autograd's spikes and gradients exactly."""
+    from neurorl.snn.neurons import lif_sequence
+
+    torch.manual_seed(steps)
+    neuron = RESETS[case](_surrogate(surrogate_kind))
+    shape = [steps, 3, 40] if time_dim == 0 else [3, steps, 40]
+    currents = torch.randn(shape) * 0.8 + 0.3
+    upstream = torch.randn(shape)
+
+    fast_in = currents.clone().requires_grad_(True)
+    fast = lif_sequence(fast_in, *_sequence_args(neuron), time_dim=time_dim)
+    (fast * upstream).sum().backward()
+    reference_in = currents.clone().requires_grad_(True)
+    reference = _autograd_reference(neuron, reference_in, time_dim)
+    (reference * upstream).sum().backward()
+
+    assert 0 < fast.sum() < fast.numel()
+    assert torch.equal(fast, reference)
+    assert torch.equal(fast_in.grad, reference_in.grad)
+    assert fast_in.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("surrogate_kind", ["rectangular", "atan", "fast_sigmoid", "triangular", "straight_through"])
+def test_surrogate_backward_equals_snntorch_backward(surrogate_kind):
+    """Window edges, the threshold itself and NaN included."""
+    spike_grad = _surrogate(surrogate_kind)
+    shifted = torch.tensor([-0.5, -0.4999, 0.0, 0.4999, 0.5, -2.0, 3.0, float("nan")])
+    grad = torch.tensor([1.0, -2.0, 3.0, 0.5, 4.0, -1.5, 2.5, 1.0])
+
+    leaf = shifted.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(spike_grad(leaf), leaf, grad)
+    direct = spike_grad.surrogate_backward(shifted.clone(), grad)
+
+    torch.testing.assert_close(direct, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def test_lif_sequence_with_nan_current_matches_autograd():
+    from neurorl.snn.neurons import lif_sequence
+
+    neuron = RESETS["popsan-current"](_surrogate("rectangular"))
+    currents = torch.rand(5, 2, 6)
+    currents[2, 1, 3] = float("nan")
+    fast_in, reference_in = currents.clone().requires_grad_(True), currents.clone().requires_grad_(True)
+    fast = lif_sequence(fast_in, *_sequence_args(neuron))
+    reference = _autograd_reference(neuron, reference_in, 0)
+    fast.sum().backward()
+    reference.sum().backward()
+
+    assert torch.equal(fast, reference)
+    assert fast[2:, 1, 3].sum() == 0  # a NaN membrane never crosses the threshold
+    torch.testing.assert_close(fast_in.grad, reference_in.grad, rtol=0, atol=0, equal_nan=True)
+
+
+def test_learned_beta_takes_the_autograd_loop_and_gets_a_gradient():
+    import snntorch as snn
+
+    torch.manual_seed(0)
+    neuron = snn.Leaky(beta=0.8, threshold=0.5, learn_beta=True, reset_mechanism="zero")
+    currents = torch.rand(6, 4, 8) * 0.8
+    spikes = run_neuron(neuron, currents)
+    spikes.sum().backward()
+    fused_grad = neuron.beta.grad.clone()
+
+    from neurorl.snn.neurons import _module_loop
+
+    neuron.beta.grad = None
+    _module_loop(neuron, currents).sum().backward()
+    assert fused_grad != 0
+    assert torch.allclose(fused_grad, neuron.beta.grad, atol=1e-6)
+
+
+def test_unknown_reset_rejected():
+    from neurorl.snn.neurons import lif_sequence
+
+    with pytest.raises(ValueError, match="unknown reset 'hard'"):
+        lif_sequence(torch.zeros(2, 1, 3), torch.tensor(0.5), torch.tensor(0.5), None, "hard", rectangular())

@@ -17,7 +17,7 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from neurorl.snn.neurons import NeuronLayer
+from neurorl.snn.neurons import NeuronLayer, straight_through
 
 ENCODER_KINDS = ("deterministic", "bernoulli")
 ENCODER_THRESHOLD = 0.999
@@ -56,7 +56,7 @@ class PopulationEncoder(nn.Module):
             snn.Leaky(
                 beta=1.0,
                 threshold=ENCODER_THRESHOLD,
-                spike_grad=surrogate.straight_through_estimator(),
+                spike_grad=straight_through(),
                 reset_mechanism="subtract",
             )
         )

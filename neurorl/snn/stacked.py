@@ -5,7 +5,7 @@ axis, and every activation carries the seed axis first: observations [K, B, obs_
 [K, T, B, N]. A linear layer is one ``torch.baddbmm`` for all K seeds. Its weights keep
 ``nn.Linear``'s [out, in] layout, so each seed's product is the same GEMM as ``F.linear`` and
 gives bitwise equal outputs on CPU (torch 2.13). The neuron dynamics are elementwise on
-[K, T, B, N] with the equations of :func:`neurorl.snn.neurons._fused_loop`. PopSAN's grouped
+[K, T, B, N] with the equations of :func:`neurorl.snn.neurons.lif_sequence`. PopSAN's grouped
 Conv1d decoder becomes one Conv1d with K·act_dim groups, which runs the per-seed decoder's
 kernel and so is bitwise equal too (an einsum differs by rounding).
 
@@ -40,7 +40,7 @@ from neurorl.energy.synapses import nonzero_indicator
 from neurorl.snn.actors import MLPActor, PopSpikingActor
 from neurorl.snn.decoding import PopulationDecoder
 from neurorl.snn.encoding import PopulationEncoder
-from neurorl.snn.neurons import CurrentLIF, NeuronLayer
+from neurorl.snn.neurons import CurrentLIF, NeuronLayer, lif_sequence, reset_kind
 
 SeedSlice = slice | None
 
@@ -468,7 +468,7 @@ def _linear_fanout(weight: torch.Tensor) -> torch.Tensor:
 class StackedNeuronLayer(StackedModule):
     """K :class:`NeuronLayer` populations stepped together: currents [K, T, B, N] → spikes [K, T, B, N].
 
-    Supports what :func:`neurorl.snn.neurons._fused_loop` fuses (snnTorch ``Leaky`` and
+    Supports what :func:`neurorl.snn.neurons.lif_sequence` runs (snnTorch ``Leaky`` and
     ``Synaptic`` with reset to zero or by subtraction, and :class:`CurrentLIF`), with the same
     equations, constants and surrogate gradient. The constants are not learned, so every seed
     must have the same ones.
@@ -480,9 +480,8 @@ class StackedNeuronLayer(StackedModule):
         _check_neurons(neurons)
         first = neurons[0]
         self.neuron_model = layers[0].neuron_model if isinstance(layers[0], NeuronLayer) else type(first).__name__
-        self.subtract = first._reset_mechanism == "subtract"
+        self.reset = reset_kind(first)
         self.synaptic = isinstance(first, snn.Synaptic)
-        self.popsan_order = isinstance(first, CurrentLIF)
         self.spike_grad = first.spike_grad
         self.register_buffer("beta", first.beta.detach().clone())
         self.register_buffer("threshold", first.threshold.detach().clone())
@@ -490,35 +489,8 @@ class StackedNeuronLayer(StackedModule):
             self.register_buffer("alpha", first.alpha.detach().clone())
 
     def forward(self, currents: torch.Tensor, seeds: SeedSlice = None) -> torch.Tensor:
-        beta = self.beta.clamp(0, 1)
-        threshold = self.threshold
-        alpha = self.alpha.clamp(0, 1) if self.synaptic else None
-
-        # unbind, not indexing, because the backward of T index selects fills T full-size zero tensors.
-        steps = currents.unbind(1)
-        syn = mem = torch.zeros_like(steps[0])
-        reset = torch.zeros_like(steps[0])
-        spikes = []
-        for current in steps:
-            if self.synaptic:
-                syn = alpha * syn + current
-                drive = syn
-            else:
-                drive = current
-
-            if self.subtract:
-                mem = beta * mem + drive - reset * threshold
-            elif self.popsan_order:
-                mem = beta * mem * (1 - reset) + drive
-            elif self.synaptic:
-                mem = (beta * mem + drive) * (1 - reset)
-            else:
-                mem = beta * mem * (1 - reset) + drive
-
-            spike = self.spike_grad(mem - threshold)
-            reset = spike.detach()
-            spikes.append(spike)
-        output = torch.stack(spikes, dim=1)
+        alpha = self.alpha if self.synaptic else None
+        output = lif_sequence(currents, self.beta, self.threshold, alpha, self.reset, self.spike_grad, time_dim=1)
 
         booking = self.booking(seeds, output.shape[0])
         if booking is not None:
