@@ -168,7 +168,7 @@ def _autograd_reference(neuron, currents, time_dim):
 @pytest.mark.parametrize("steps", [1, 7])
 @pytest.mark.parametrize("surrogate_kind", ["rectangular", "atan", "fast_sigmoid", "triangular", "straight_through"])
 @pytest.mark.parametrize("case", sorted(RESETS))
-def test_lif_sequence_equals_autograd_bit_for_bit(case, surrogate_kind, steps, time_dim):
+def test_lif_sequence_equals_autograd(case, surrogate_kind, steps, time_dim):
     """The hand-written back-propagation through time gives autograd's spikes and gradients exactly."""
     from neurorl.snn.neurons import lif_sequence
 
@@ -192,7 +192,7 @@ def test_lif_sequence_equals_autograd_bit_for_bit(case, surrogate_kind, steps, t
 
 
 @pytest.mark.parametrize("surrogate_kind", ["rectangular", "atan", "fast_sigmoid", "triangular", "straight_through"])
-def test_surrogate_backward_equals_snntorch_backward(surrogate_kind):
+def test_surrogate_backward_equals_snntorch(surrogate_kind):
     """Window edges, the threshold itself and NaN included."""
     spike_grad = _surrogate(surrogate_kind)
     shifted = torch.tensor([-0.5, -0.4999, 0.0, 0.4999, 0.5, -2.0, 3.0, float("nan")])
@@ -205,7 +205,7 @@ def test_surrogate_backward_equals_snntorch_backward(surrogate_kind):
     torch.testing.assert_close(direct, expected, rtol=0, atol=0, equal_nan=True)
 
 
-def test_lif_sequence_with_nan_current_matches_autograd():
+def test_lif_sequence_nan_current():
     from neurorl.snn.neurons import lif_sequence
 
     neuron = RESETS["popsan-current"](_surrogate("rectangular"))
@@ -222,7 +222,7 @@ def test_lif_sequence_with_nan_current_matches_autograd():
     torch.testing.assert_close(fast_in.grad, reference_in.grad, rtol=0, atol=0, equal_nan=True)
 
 
-def test_learned_beta_takes_the_autograd_loop_and_gets_a_gradient():
+def test_learned_beta_gets_gradient():
     import snntorch as snn
 
     torch.manual_seed(0)

@@ -92,8 +92,8 @@ def _atan_backward(shifted: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 def _triangular_backward(shifted: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    # 1 − 2·[v − θ ≥ 0] is the sign snnTorch applies; computed in float, because comparisons that
-    # write bool tensors run several times slower on CPU than the same ones written to floats.
+    # 1 − 2·[v − θ ≥ 0] is the sign snnTorch applies. It is computed in floats because CPU
+    # comparisons that write bool tensors ran several times slower here than float ones.
     return shifted.ge_(0).mul_(-2).add_(1).mul_(grad * TRIANGULAR_THRESHOLD)
 
 
@@ -230,9 +230,9 @@ def lif_sequence(
     Spikes are o_t = H(v_t − θ), the forward pass of every snnTorch surrogate; gradients are
     ``spike_grad``'s. β and α are clamped to [0, 1] as snnTorch does. When none of β, α and θ
     needs a gradient, a custom autograd function runs the loop on preallocated buffers and
-    back-propagates through time by hand, with the same operations in the same order as
-    autograd would apply them, so spikes and gradients equal the autograd loop's bit for bit.
-    Learned constants take the autograd loop.
+    back-propagates through time by hand. It applies autograd's operations in autograd's order,
+    so spikes and gradients equal the autograd loop's bit for bit. Learned constants take the
+    autograd loop.
     """
     if reset not in RESET_KINDS:
         raise ValueError(f"unknown reset {reset!r}; choose one of {', '.join(RESET_KINDS)}")
@@ -278,7 +278,7 @@ def _autograd_lif(
 class _LIFSequence(torch.autograd.Function):
     """The loop of :func:`lif_sequence` with constant β, α, θ, and its back-propagation through time.
 
-    Forward writes v_t, o_t and the leak kept after the reset, m_t (β·(1 − o_t) for ``popsan``,
+    Forward writes v_t, o_t and the leak left after the reset, m_t (β·(1 − o_t) for ``popsan``,
     1 − o_t for ``snntorch_zero``), into preallocated [T, ...] buffers. Products with m_t equal
     autograd's products with (1 − o_t) and β taken one after the other, because 1 − o_t is 0 or 1.
 
@@ -291,8 +291,8 @@ class _LIFSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, currents, beta, threshold, alpha, reset, spike_grad, time_dim):  # type: ignore[override]
-        output, membranes, kept = (torch.empty_like(currents) for _ in range(3))
-        steps, spikes, mems, keeps = (t.movedim(time_dim, 0) for t in (currents, output, membranes, kept))
+        output, membranes, leak = (torch.empty_like(currents) for _ in range(3))
+        steps, spikes, mems, leaks = (t.movedim(time_dim, 0) for t in (currents, output, membranes, leak))
         negative_beta = -beta
 
         syn = None
@@ -305,31 +305,31 @@ class _LIFSequence(torch.autograd.Function):
             if t == 0:
                 mems[0].copy_(drive)
             elif reset == "popsan":
-                torch.mul(mems[t - 1], keeps[t - 1], out=mems[t]).add_(drive)
+                torch.mul(mems[t - 1], leaks[t - 1], out=mems[t]).add_(drive)
             elif reset == "snntorch_zero":
-                torch.mul(mems[t - 1], beta, out=mems[t]).add_(drive).mul_(keeps[t - 1])
+                torch.mul(mems[t - 1], beta, out=mems[t]).add_(drive).mul_(leaks[t - 1])
             else:
                 # o·θ is exact (o is 0 or 1), so the fused multiply-add rounds like mem − o·θ.
                 torch.mul(mems[t - 1], beta, out=mems[t]).add_(drive).addcmul_(spikes[t - 1], threshold, value=-1)
 
             torch.gt(mems[t], threshold, out=spikes[t])
             if reset == "popsan":
-                torch.mul(spikes[t], negative_beta, out=keeps[t]).add_(beta)
+                torch.mul(spikes[t], negative_beta, out=leaks[t]).add_(beta)
             elif reset == "snntorch_zero":
-                torch.mul(spikes[t], -1, out=keeps[t]).add_(1)
+                torch.mul(spikes[t], -1, out=leaks[t]).add_(1)
 
-        ctx.save_for_backward(membranes, kept, beta, threshold, alpha)
+        ctx.save_for_backward(membranes, leak, beta, threshold, alpha)
         ctx.reset, ctx.spike_grad, ctx.time_dim = reset, spike_grad, time_dim
         return output
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
-        membranes, kept, beta, threshold, alpha = ctx.saved_tensors
+        membranes, leak, beta, threshold, alpha = ctx.saved_tensors
         surrogate_grad = _surrogate_gradient(ctx.spike_grad, membranes - threshold, grad_output)
 
         time_dim, reset = ctx.time_dim, ctx.reset
         grad_currents = torch.empty_like(surrogate_grad)
-        local, keeps, grads = (t.movedim(time_dim, 0) for t in (surrogate_grad, kept, grad_currents))
+        local, leaks, grads = (t.movedim(time_dim, 0) for t in (surrogate_grad, leak, grad_currents))
         steps = local.shape[0]
         # Without a current filter ∂L/∂I_t is ∂L/∂v_t (times 1 − o_{t−1} for snntorch_zero), so
         # the membrane gradient can live in the output buffer.
@@ -342,14 +342,14 @@ class _LIFSequence(torch.autograd.Function):
             if t == steps - 1:
                 target.copy_(local[t])
             elif reset == "popsan":
-                torch.mul(next_grad_mem if filtered else grads[t + 1], keeps[t], out=target).add_(local[t])
+                torch.mul(next_grad_mem if filtered else grads[t + 1], leaks[t], out=target).add_(local[t])
             elif reset == "snntorch_zero":
-                torch.mul(next_grad_mem, keeps[t], out=target).mul_(beta).add_(local[t])
+                torch.mul(next_grad_mem, leaks[t], out=target).mul_(beta).add_(local[t])
             else:
                 torch.mul(next_grad_mem if filtered else grads[t + 1], beta, out=target).add_(local[t])
 
             if filtered:
-                drive_grad = torch.mul(target, keeps[t - 1]) if reset == "snntorch_zero" and t > 0 else target
+                drive_grad = torch.mul(target, leaks[t - 1]) if reset == "snntorch_zero" and t > 0 else target
                 if alpha is None:
                     grads[t].copy_(drive_grad)
                 elif t == steps - 1:
