@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
+import shutil
 import tomllib
 import warnings
 from dataclasses import dataclass, field, fields
@@ -110,6 +112,7 @@ class TrainConfig:
     energy_model: str = "horowitz45-fp32"
     threads: int = 1
     device: str = "cpu"
+    compile: bool = False
 
     def replay_options(self) -> dict[str, Any]:
         """Return the keyword options of :func:`neurorl.replay.make_replay` for ``self.replay``."""
@@ -312,12 +315,24 @@ def _choice_problems(c: TrainConfig) -> list[str]:
     ]
     problems += _env_problems(c.env)
     problems += _energy_model_problems(c.energy_model)
+    problems += _compile_problems(c)
     if c.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             problems.append("--device='cuda': no CUDA device is available; use --device cpu or auto")
     return problems
+
+
+def _compile_problems(c: TrainConfig) -> list[str]:
+    if not c.compile:
+        return []
+    if c.algo != "td3":
+        return [f"--compile: only td3's losses are compiled, not --algo={c.algo!r}; drop --compile or use --algo td3"]
+    if c.device != "cuda" and not any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name):
+        return ["--compile: torch.compile needs a C++ compiler on CPU and none was found (g++, c++, clang++ or $CXX); "
+                "install one or drop --compile"]
+    return []
 
 
 def _env_problems(env_id: str) -> list[str]:

@@ -58,3 +58,16 @@ def test_cli_rejects_bad_options_before_any_file(tmp_path, capsys):
 def test_cli_missing_config_file(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_compile_rejected_for_sac():
+    with pytest.raises(ConfigError, match="--compile: only td3's losses are compiled"):
+        build_config({}, {"compile": True, "algo": "sac"})
+
+
+def test_compile_without_cxx_compiler_rejected(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+        build_config({}, {"compile": True})

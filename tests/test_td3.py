@@ -89,3 +89,35 @@ def test_state_dict_round_trip_restores_everything():
     obs = np.ones(3, np.float32)
     np.testing.assert_array_equal(agent.act(obs, explore=True), clone.act(obs, explore=True))
     assert agent.update(*batch()).critic_loss == pytest.approx(clone.update(*batch()).critic_loss)
+
+
+@pytest.mark.slow
+def test_compiled_losses_match_eager_and_counts():
+    """torch.compile changes rounding at most; the energy counter sees the same layer calls."""
+    import shutil
+
+    from neurorl.energy import OperationCounter
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile needs a C++ compiler on CPU")
+
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        actor = MLPActor(ActorSpec(obs_dim=3, act_dim=2, hidden=(16, 16)))
+        agent = TD3Agent(actor, 3, 2, TD3Config(critic_hidden=(16, 16)), seed=0, compile_losses=compiled)
+        counter = OperationCounter(agent.actor, agent.critic1, agent.critic2)
+        initial = torch.cat([parameter.detach().flatten() for parameter in agent.actor.parameters()])
+        losses = []
+        for _ in range(4):
+            with counter.phase("learning"):
+                losses.append(agent.update(*batch()).critic_loss)
+        weights = torch.cat([parameter.detach().flatten() for parameter in agent.actor.parameters()])
+        results.append((losses, counter.take("learning"), weights))
+
+    (eager_losses, eager_counts, eager_weights), (compiled_losses, compiled_counts, compiled_weights) = results
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
+    assert compiled_counts.mac == eager_counts.mac
+    assert compiled_counts.mac > 0
+    assert torch.allclose(compiled_weights, eager_weights, atol=1e-6)
+    assert not torch.equal(compiled_weights, initial)

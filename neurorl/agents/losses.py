@@ -14,6 +14,8 @@ one standard reading of "truncated", not their design.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -55,3 +57,12 @@ def td_loss(
     if weights is not None:
         per_sample = weights * per_sample
     return per_sample.mean()
+
+
+def compile_loss(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Compile ``loss_fn`` with ``torch.compile`` (Inductor) for fixed input shapes.
+
+    The training batch never changes shape, so shapes are static. The first call traces and
+    compiles the forward and backward graphs, which took about 20-50 s on a 2-core CPU.
+    """
+    return torch.compile(loss_fn, dynamic=False)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurorl.agents.losses import DEFAULT_TD_CLIP, td_loss
+from neurorl.agents.losses import DEFAULT_TD_CLIP, compile_loss, td_loss
 from neurorl.agents.normalization import RunningNormalizer
 from neurorl.agents.spiking_critic import make_critic
 
@@ -53,7 +53,11 @@ class UpdateInfo:
 
 
 class TD3Agent:
-    """Twin-delayed DDPG around an arbitrary actor (spiking or not)."""
+    """Twin-delayed DDPG around an arbitrary actor (spiking or not).
+
+    With ``compile_losses`` the critic and actor losses run through ``torch.compile``, which
+    also generates their backward passes; the optimisers are fused Adam kernels already.
+    """
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class TD3Agent:
         *,
         seed: int,
         device: torch.device | str = "cpu",
+        compile_losses: bool = False,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
@@ -90,6 +95,9 @@ class TD3Agent:
         self.torch_generator.manual_seed(seed)
         self.num_updates = 0
         self.seconds = {"critic_update": 0.0, "actor_update": 0.0}
+        self.compiled = compile_losses
+        self._critic_loss = compile_loss(self.critic_loss) if compile_losses else self.critic_loss
+        self._actor_loss = compile_loss(self.actor_loss) if compile_losses else self.actor_loss
 
     def target_networks(self) -> list[nn.Module]:
         return [self.actor_target, self.critic1_target, self.critic2_target]
@@ -129,18 +137,9 @@ class TD3Agent:
         start = time.perf_counter()
         obs = self.normalizer.normalize(obs)
         next_obs = self.normalizer.normalize(next_obs)
+        noise = torch.randn(actions.shape, generator=self.torch_generator, device=self.device)
 
-        with torch.no_grad():
-            noise = torch.randn(actions.shape, generator=self.torch_generator, device=self.device)
-            noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-            next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
-            next_q = torch.min(self.critic1_target(next_obs, next_actions), self.critic2_target(next_obs, next_actions))
-            # Only termination stops bootstrapping; a time-limit truncation still bootstraps.
-            target_q = rewards + cfg.gamma * (1.0 - terminated) * next_q
-
-        q1 = self.critic1(obs, actions)
-        q2 = self.critic2(obs, actions)
-        critic_loss = td_loss(q1, target_q, weights, cfg.td_loss, cfg.td_clip) + td_loss(q2, target_q, weights, cfg.td_loss, cfg.td_clip)
+        critic_loss, q1, target_q = self._critic_loss(obs, actions, rewards, next_obs, terminated, weights, noise)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -154,12 +153,34 @@ class TD3Agent:
             actor_loss = self._update_actor(obs)
             self.seconds["actor_update"] += time.perf_counter() - critic_done
 
-        td_errors = (q1.detach() - target_q).abs().cpu().numpy()
+        td_errors = (q1 - target_q).abs().cpu().numpy()
         return UpdateInfo(float(critic_loss.detach()), actor_loss, actor_updated, td_errors)
+
+    def critic_loss(self, obs, actions, rewards, next_obs, terminated, weights, noise):
+        """Return the twin-critic loss, Q1 (detached) and the clipped double-Q target.
+
+        ``noise`` is the standard normal draw of target-policy smoothing, [B, act_dim].
+        """
+        cfg = self.config
+        with torch.no_grad():
+            noise = (noise * cfg.target_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
+            next_q = torch.min(self.critic1_target(next_obs, next_actions), self.critic2_target(next_obs, next_actions))
+            # Only termination stops bootstrapping; a time-limit truncation still bootstraps.
+            target_q = rewards + cfg.gamma * (1.0 - terminated) * next_q
+
+        q1 = self.critic1(obs, actions)
+        q2 = self.critic2(obs, actions)
+        loss = td_loss(q1, target_q, weights, cfg.td_loss, cfg.td_clip) + td_loss(q2, target_q, weights, cfg.td_loss, cfg.td_clip)
+        return loss, q1.detach(), target_q
+
+    def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return −Q1(s, π(s)) averaged over the batch."""
+        return -self.critic1(obs, self.actor(obs)).mean()
 
     def _update_actor(self, obs: torch.Tensor) -> float:
         self.critic1.requires_grad_(False)
-        actor_loss = -self.critic1(obs, self.actor(obs)).mean()
+        actor_loss = self._actor_loss(obs)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
