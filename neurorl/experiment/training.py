@@ -47,7 +47,9 @@ METRIC_COLUMNS = [
 ]
 CHECK_COLUMNS = ["step", "dis", "direct_dis", "threshold", "removed", "size_before", "size_after", "check_batch", "point_dim", "measure"]
 PHASES = ("acting", "learning", "replay")
-TIMING_PARTS = ("env", "acting", "update", "replay", "evaluation", "logging", "checkpoint")
+TIMING_PARTS = ("env", "acting", "update", "replay", "energy", "evaluation", "logging", "checkpoint")
+# Steps between moves of the learning-phase operation counts into the energy ledger.
+LEARNING_BOOK_EVERY = 100
 
 
 def resolve_device(name: str) -> torch.device:
@@ -96,7 +98,7 @@ def build_agent(config: TrainConfig, actor: torch.nn.Module, obs_dim: int, act_d
         **common, exploration_noise=config.exploration_noise, target_noise=config.target_noise,
         noise_clip=config.noise_clip, policy_delay=config.policy_delay,
     )
-    return TD3Agent(actor, obs_dim, act_dim, td3, seed=config.seed, device=device)
+    return TD3Agent(actor, obs_dim, act_dim, td3, seed=config.seed, device=device, compile_losses=config.compile)
 
 
 class Trainer:
@@ -192,6 +194,10 @@ class Trainer:
             if step > cfg.learning_starts and step % cfg.update_every == 0:
                 mark = self._update_block(step, mark)
 
+            if step % LEARNING_BOOK_EVERY == 0:
+                self._book_learning()
+                mark = time.perf_counter()
+
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 self._evaluate_and_log(step, started)
                 mark = time.perf_counter()
@@ -240,11 +246,21 @@ class Trainer:
             if info.actor_updated:
                 self.agent.update_targets()
 
+        return mark
+
+    def _book_learning(self) -> None:
+        """Move the learning-phase counts of the updates since the last call into the ledger.
+
+        Called every ``LEARNING_BOOK_EVERY`` steps and before every evaluation, checkpoint and
+        summary rather than after every update: a take costs about as much as counting a whole
+        update, and the sums it books are the same.
+        """
+        mark = time.perf_counter()
         online = self.counter.take("learning")
         self.ledger.book("learning", online)
         self.ledger.book_backward_estimate(online)
         self.ledger.book("learning", self.target_counter.take("learning"))
-        return mark
+        self._time("energy", mark)
 
     def _replay_check(self, step: int, mark: float) -> float:
         def policy(states: np.ndarray) -> np.ndarray:
@@ -265,6 +281,7 @@ class Trainer:
     # ---------------------------------------------------------------------------- evaluation
 
     def _evaluate_and_log(self, step: int, started: float) -> None:
+        self._book_learning()
         mark = time.perf_counter()
         self.ledger.book("acting", self.counter.take("acting"))
         result = evaluate(
@@ -391,6 +408,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         # Operations counted since the last evaluation are booked now, so the ledger in the
         # checkpoint is complete; interrupted and uninterrupted runs book at the same steps.
+        self._book_learning()
         self.ledger.book("acting", self.counter.take("acting"))
         ckpt.save_checkpoint(self.run_dir, {
             "loop": asdict(self.state),
@@ -406,6 +424,8 @@ class Trainer:
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by this configuration."""
         self.state = LoopState(**state["loop"])
+        for part in TIMING_PARTS:
+            self.state.timing.setdefault(part, 0.0)
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
         self.ledger.load_state_dict(state["ledger"])
