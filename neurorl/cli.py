@@ -76,6 +76,8 @@ HELP = {
     "energy_model": "energy model name (`neurorl energy --list-models`) or a .toml file",
     "threads": "torch CPU threads (1 measured fastest for these network sizes)",
     "device": "cpu, cuda or auto",
+    "compile": "compile td3's losses with torch.compile: about 30 s of warm-up, then updates of a 256-256 ANN "
+    "about 5-10%% faster with one thread; no gain for spiking actors",
 }
 
 
@@ -109,12 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(train)
 
     sweep = commands.add_parser("sweep", help="train every point of a grid of options from a sweep file")
-    sweep.add_argument("sweep_file", metavar="SWEEP.toml", help="sweep file: [base] options and [grid] lists of values")
+    sweep.add_argument(
+        "sweep_file", metavar="SWEEP.toml", help="sweep file: [base] options, [grid] lists of values and optional [sweep] settings"
+    )
     sweep.add_argument("--out", required=True, metavar="DIR", help="sweep directory: one run directory per grid point, and sweep.json")
-    sweep.add_argument("--workers", type=int, default=1, metavar="N", help="number of runs trained at once (default: 1)")
+    sweep.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="number of jobs trained at once; a multi-seed job counts as one (default: 1)",
+    )
     sweep.add_argument(
         "--backend", choices=("local", "ray"), default="local",
         help="local: training subprocesses; ray: Ray tasks on a local Ray instance, needs neurorl[ray] (default: local)",
+    )
+    sweep.add_argument(
+        "--batch-seeds", action=argparse.BooleanOptionalAction, default=None,
+        help="train the seeds of each seed group (grid points that differ only in seed) in one process on stacked "
+        "networks where the multi-seed trainer supports the group's options (td3, mlp critic, popsan with the "
+        "deterministic encoder or ann); --no-batch-seeds trains every seed in its own process "
+        "(default: batch-seeds in the sweep file's [sweep] table, else on)",
     )
 
     report = commands.add_parser("report", help="tables and figures from run directories and sweep directories")
@@ -309,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             from neurorl.experiment.sweep import run_sweep
 
-            return run_sweep(args.sweep_file, args.out, workers=args.workers, backend=args.backend, console=console).exit_code
+            return run_sweep(
+                args.sweep_file, args.out, workers=args.workers, backend=args.backend, console=console,
+                batch_seeds=args.batch_seeds,
+            ).exit_code
         if args.command == "report":
             return _run_report(args, console)
         if args.command == "energy":

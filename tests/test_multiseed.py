@@ -422,6 +422,7 @@ def test_train_seeds_rejects_bad_seeds(tmp_path, seeds, dirs, message):
         ({"actor": "mdcsan"}, "actor='mdcsan'"),
         ({"algo": "sac"}, "algo='sac'"),
         ({"critic": "spiking-q"}, "critic='spiking-q'"),
+        ({"compile": True}, "compile=True"),
     ],
 )
 def test_train_seeds_rejects_unsupported(tmp_path, changes, message):

@@ -215,7 +215,7 @@ def test_interrupt_stops_training_processes(tmp_path, monkeypatch):
 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(path, out, workers=2, console=quiet_console())
+        run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=False)
 
     index = json.loads((out / "sweep.json").read_text())
     assert [run["status"] for run in index["runs"]] == ["interrupted"] * 3
@@ -275,11 +275,11 @@ def test_sweep_and_report_end_to_end(tmp_path, monkeypatch):
 
 
 HELPER = '''
+import runpy
 import sys
 
 import gymnasium as gym
 
-from neurorl.cli import main
 from neurorl.envs.nav2d import Nav2DEnv
 
 
@@ -296,7 +296,10 @@ class ExplodingNav(Nav2DEnv):
 
 
 gym.register("{env}", entry_point=ExplodingNav, max_episode_steps=200)
-sys.exit(main(sys.argv[1:]))
+# Run the module the sweep would run with `python -m`: neurorl for a run, the group trainer for a seed group.
+module = sys.argv[1]
+sys.argv = [module, *sys.argv[2:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
 '''
 
 
@@ -306,18 +309,19 @@ def exploding_env(tmp_path, monkeypatch):
     helper = tmp_path / "train_with_exploding_env.py"
     helper.write_text(HELPER.replace("{env}", EXPLODING_ENV))
     original = sweep_backends.train_command
-    monkeypatch.setattr(sweep_backends, "train_command", lambda job: [sys.executable, str(helper), *original(job)[3:]])
+    monkeypatch.setattr(sweep_backends, "train_command", lambda job: [sys.executable, str(helper), *original(job)[2:]])
     gym.register(EXPLODING_ENV, entry_point="neurorl.envs.nav2d:Nav2DEnv", max_episode_steps=200)
     yield EXPLODING_ENV
     del gym.envs.registry[EXPLODING_ENV]
 
 
 @pytest.mark.slow
-def test_failed_run_recorded_others_finish(tmp_path, exploding_env):
+@pytest.mark.parametrize("batch_seeds", [True, False])
+def test_failed_run_recorded_others_finish(tmp_path, exploding_env, batch_seeds):
     base = {key: value for key, value in TINY_BASE.items() if key != "env"}
     path = write_sweep(tmp_path / "sweep.toml", base, {"env": [NAV, exploding_env], "seed": [0, 1]})
     out = tmp_path / "out"
-    result = run_sweep(path, out, workers=2, console=quiet_console())
+    result = run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=batch_seeds)
 
     assert result.exit_code == 1
     assert sorted(result.finished) == ["env=neurorl-2DNav-v1__seed=0", "env=neurorl-2DNav-v1__seed=1"]
@@ -325,8 +329,10 @@ def test_failed_run_recorded_others_finish(tmp_path, exploding_env):
     index = {run["name"]: run for run in json.loads((out / "sweep.json").read_text())["runs"]}
     for name in result.failed:
         assert index[name]["status"] == "failed"
+        assert index[name]["batched"] is batch_seeds
         assert index[name]["returncode"] == 1
         assert "simulated simulator failure" in index[name]["error"]
+        assert ("multi-seed job env=neurorl_test-Exploding-v0 (seeds 0, 1)" in index[name]["error"]) is batch_seeds
         error_text = (out / name / "error.txt").read_text()
         assert "Traceback" in error_text
         assert "simulated simulator failure at step 151" in error_text
@@ -356,19 +362,25 @@ def test_interrupted_run_is_resumed(tmp_path):
 @pytest.mark.slow
 def test_ray_backend_runs_grid(tmp_path):
     ray = pytest.importorskip("ray")
-    path = write_sweep(tmp_path / "sweep.toml", TINY_BASE, {"replay": ["fifo", "resilient"], "seed": [0]})
+    # td3 seeds train as one multi-seed Ray task; sac, which the multi-seed trainer rejects, one task per seed.
+    path = write_sweep(tmp_path / "sweep.toml", TINY_BASE, {"algo": ["td3", "sac"], "seed": [0, 1]})
     out = tmp_path / "ray"
     result = run_sweep(path, out, workers=2, backend="ray", console=quiet_console())
     assert result.exit_code == 0
-    assert sorted(result.finished) == ["replay=fifo__seed=0", "replay=resilient__seed=0"]
+    assert sorted(result.finished) == ["algo=sac__seed=0", "algo=sac__seed=1", "algo=td3__seed=0", "algo=td3__seed=1"]
     assert not ray.is_initialized()
     index = json.loads((out / "sweep.json").read_text())
     assert index["backend"] == "ray"
-    for name in result.finished:
+    assert [group["execution"] for group in index["seed_groups"]] == ["multi-seed", "per-seed"]
+    for name in ("algo=td3__seed=0", "algo=td3__seed=1"):
+        assert "training seeds [0, 1] in process" in (out / name / "train.log").read_text()
+        assert summary_of(out / name)["multiseed"]["seeds"] == [0, 1]
+    for name in ("algo=sac__seed=0", "algo=sac__seed=1"):
         assert "training " + name in (out / name / "train.log").read_text()
+        assert "multiseed" not in summary_of(out / name)
 
-    # The same grid point trained in a `neurorl train` subprocess by the local backend gives the same run.
-    fifo_only = write_sweep(tmp_path / "fifo.toml", TINY_BASE, {"replay": ["fifo"], "seed": [0]})
-    assert run_sweep(fifo_only, tmp_path / "local", workers=1, console=quiet_console()).exit_code == 0
-    name = "replay=fifo__seed=0"
-    assert summary_of(out / name)["eval_return"] == pytest.approx(summary_of(tmp_path / "local" / name)["eval_return"], rel=1e-6)
+    # The same grid points trained in subprocesses by the local backend give the same runs.
+    td3_only = write_sweep(tmp_path / "td3.toml", TINY_BASE, {"algo": ["td3"], "seed": [0, 1]})
+    assert run_sweep(td3_only, tmp_path / "local", workers=1, console=quiet_console()).exit_code == 0
+    for name in ("algo=td3__seed=0", "algo=td3__seed=1"):
+        assert summary_of(out / name)["eval_return"] == pytest.approx(summary_of(tmp_path / "local" / name)["eval_return"], rel=1e-6)

@@ -53,7 +53,7 @@ def check_multiseed_request(config: TrainConfig, seeds: Sequence[int], run_dirs:
     :raises ValueError: listing every problem. Problems are an empty or repeated seed list, a
         seed outside the integers [0, 2**32), run directories that do not match the seeds one to
         one, an actor other than popsan or ann, an algorithm other than td3, a critic other than
-        mlp, or an invalid configuration.
+        mlp, ``compile``, or an invalid configuration.
     :raises NotImplementedError: for popsan with a Bernoulli encoder.
     """
     problems = _seed_problems(seeds) + _run_dir_problems(seeds, run_dirs)
@@ -66,6 +66,9 @@ def check_multiseed_request(config: TrainConfig, seeds: Sequence[int], run_dirs:
         problems.append(f"critic={config.critic!r} is not supported with several seeds per process; use {', '.join(MULTISEED_CRITICS)}")
     if config.algo not in MULTISEED_ALGOS:
         problems.append(f"algo={config.algo!r} is not supported with several seeds per process; use {', '.join(MULTISEED_ALGOS)}")
+    if config.compile:
+        problems.append("compile=True is not supported with several seeds per process (the stacked update is not compiled); "
+                        "drop --compile or train one seed per process")
     if problems:
         raise ValueError("cannot train these seeds in one process:\n  " + "\n  ".join(problems))
 

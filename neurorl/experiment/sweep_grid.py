@@ -1,8 +1,10 @@
 """Sweep files: parse SWEEP.toml, validate every grid point, name run directories, group seeds.
 
-A sweep file has two tables. ``[base]`` sets ``neurorl train`` options shared by every run
-(names as on the command line, dashes or underscores). ``[grid]`` maps options to lists of
-values; the sweep runs the Cartesian product of the lists, in the order the file lists them::
+A sweep file has two tables of ``neurorl train`` options and one optional table of sweep
+settings. ``[base]`` sets options shared by every run (names as on the command line, dashes or
+underscores). ``[grid]`` maps options to lists of values; the sweep runs the Cartesian product of
+the lists, in the order the file lists them. ``[sweep]`` holds settings of the sweep itself
+(:data:`SWEEP_SETTINGS`)::
 
     [base]
     env = "neurorl/2DNav-v1"
@@ -12,6 +14,9 @@ values; the sweep runs the Cartesian product of the lists, in the order the file
     T = [1, 2]
     replay = ["fifo", "resilient"]
     seed = [0, 1]
+
+    [sweep]
+    batch-seeds = true
 
 Every grid point goes through :func:`neurorl.config.build_config` before anything runs, and all
 problems are reported together in one :class:`~neurorl.config.ConfigError`.
@@ -32,6 +37,11 @@ from neurorl.config import FIELD_TYPES, ConfigError, TrainConfig, build_config, 
 
 SEED_OPTION = "seed"
 TABLES = ("base", "grid")
+SETTINGS_TABLE = "sweep"
+# Settings of [sweep]: name → description. Each is a boolean, and run_sweep's arguments override it.
+SWEEP_SETTINGS = {
+    "batch_seeds": "train the seeds of each seed group in one multi-seed process (default true)",
+}
 # The sweep chooses each run's directory, so a file may not set it.
 RESERVED_OPTIONS = ("out",)
 MAX_NAME_LENGTH = 160
@@ -63,12 +73,16 @@ class SeedGroup:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """A validated sweep: the file's ``[base]`` and ``[grid]`` tables and every grid point."""
+    """A validated sweep: the file's ``[base]`` and ``[grid]`` tables, its ``[sweep]`` settings and every grid point.
+
+    ``settings`` contains only the settings the file sets, by their underscore names.
+    """
 
     path: Path
     base: dict[str, Any]
     grid: dict[str, list[Any]]
     points: tuple[SweepPoint, ...] = field(default_factory=tuple)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_sweep(path: str | Path) -> SweepPlan:
@@ -76,6 +90,8 @@ def plan_sweep(path: str | Path) -> SweepPlan:
     path = Path(path)
     raw = _read_toml(path)
     base, grid, problems = _parse_tables(raw)
+    settings, setting_problems = _parse_settings(raw.get(SETTINGS_TABLE, {}))
+    problems += setting_problems
 
     points: list[SweepPoint] = []
     if grid:
@@ -83,7 +99,7 @@ def plan_sweep(path: str | Path) -> SweepPlan:
         problems += point_problems
     if problems:
         raise ConfigError([f"{path}: {problem}" for problem in problems])
-    return SweepPlan(path=path, base=base, grid=grid, points=tuple(points))
+    return SweepPlan(path=path, base=base, grid=grid, points=tuple(points), settings=settings)
 
 
 def run_name(values: dict[str, Any]) -> str:
@@ -105,8 +121,9 @@ def run_name(values: dict[str, Any]) -> str:
 def group_by_seed(points: list[SweepPoint] | tuple[SweepPoint, ...]) -> list[SeedGroup]:
     """Group grid points that differ only in their seed, keeping the grid order.
 
-    A multi-seed trainer can run each group in one process; every point of a group has the same
-    configuration apart from ``seed``.
+    Every point of a group has the same configuration apart from ``seed``, so the sweep can train
+    a group's seeds in one process with :func:`neurorl.experiment.multiseed.train_seeds`. Without
+    ``seed`` in the grid every group has one point.
     """
     groups: dict[str, list[SweepPoint]] = {}
     group_values: dict[str, dict[str, Any]] = {}
@@ -131,9 +148,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _parse_tables(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]], list[str]]:
     """Split the file into normalized ``base`` and ``grid`` tables and list their structural problems."""
     problems = [
-        f"[{key}]: unknown table; a sweep file has only [base] and [grid]"
+        f"[{key}]: unknown table; a sweep file has only [base], [grid] and [{SETTINGS_TABLE}]"
         for key in raw
-        if key not in TABLES
+        if key not in (*TABLES, SETTINGS_TABLE)
     ]
     tables: dict[str, dict[str, Any]] = {}
     for table in TABLES:
@@ -157,6 +174,29 @@ def _parse_tables(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[A
     if not tables["grid"]:
         problems.append("[grid] is missing or empty; add at least one option with a list of values, e.g. seed = [0, 1, 2]")
     return base, grid, problems
+
+
+def _parse_settings(table: Any) -> tuple[dict[str, Any], list[str]]:
+    """Read the [sweep] table: known boolean settings only, with dashes or underscores."""
+    if not isinstance(table, dict):
+        return {}, [f"{SETTINGS_TABLE} = {table!r}: expected a table [{SETTINGS_TABLE}]"]
+    settings: dict[str, Any] = {}
+    seen: set[str] = set()
+    problems = []
+    for key, value in table.items():
+        name = normalize_key(key)
+        if name not in SWEEP_SETTINGS:
+            known = ", ".join(option.replace("_", "-") for option in SWEEP_SETTINGS)
+            problems.append(f"[{SETTINGS_TABLE}] {key}: unknown setting; the settings are {known}")
+            continue
+        if name in seen:
+            problems.append(f"[{SETTINGS_TABLE}] {key}: given twice (as {name!r} with dashes and underscores)")
+        elif not isinstance(value, bool):
+            problems.append(f"[{SETTINGS_TABLE}] {key} = {_toml_example(value)}: must be true or false (a TOML boolean, without quotes)")
+        else:
+            settings[name] = value
+        seen.add(name)
+    return settings, problems
 
 
 def _known_options(table: str, entries: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
