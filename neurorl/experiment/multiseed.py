@@ -38,7 +38,7 @@ from neurorl.experiment.evaluation import EvaluationResult
 from neurorl.experiment.logging import ScalarLogger
 from neurorl.experiment.progress import TrainingProgress
 from neurorl.experiment.rundir import to_toml, write_csv_atomic, write_json_atomic, write_text_atomic
-from neurorl.experiment.training import CHECK_COLUMNS, METRIC_COLUMNS, TIMING_PARTS, Trainer
+from neurorl.experiment.training import CHECK_COLUMNS, METRIC_COLUMNS, LEARNING_BOOK_EVERY, TIMING_PARTS, Trainer
 from neurorl.snn.stacked import StackedOperationCounter
 
 MULTISEED_ACTORS = ("popsan", "ann")
@@ -191,6 +191,10 @@ class MultiSeedTrainer:
             if step > cfg.learning_starts and step % cfg.update_every == 0:
                 mark = self._update_block(step, mark)
 
+            if step % LEARNING_BOOK_EVERY == 0:
+                self._book_learning()
+                mark = time.perf_counter()
+
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 self._evaluate_and_log(step, started)
                 mark = time.perf_counter()
@@ -261,13 +265,18 @@ class MultiSeedTrainer:
             if info.actor_updated:
                 self.agent.update_targets()
 
+        return mark
+
+    def _book_learning(self) -> None:
+        """Move every seed's learning-phase counts into its ledger, on the single-seed trainer's schedule."""
+        mark = time.perf_counter()
         online = self.counter.take("learning")
         targets = self.target_counter.take("learning")
         for run, online_counts, target_counts in zip(self.runs, online, targets):
             run.ledger.book("learning", online_counts)
             run.ledger.book_backward_estimate(online_counts)
             run.ledger.book("learning", target_counts)
-        return mark
+        self._time("energy", mark)
 
     def _replay_checks(self, step: int, mark: float) -> float:
         checked = False
@@ -294,6 +303,7 @@ class MultiSeedTrainer:
     # ---------------------------------------------------------------------------- evaluation
 
     def _evaluate_and_log(self, step: int, started: float) -> None:
+        self._book_learning()
         mark = time.perf_counter()
         pending = self.counter.take("acting")
         for run, counts in zip(self.runs, pending):
