@@ -75,6 +75,8 @@ HELP = {
     "compact": "store each observation once (next observations rebuilt exactly)",
     "energy_model": "energy model name (`neurorl energy --list-models`) or a .toml file",
     "threads": "torch CPU threads (1 measured fastest for these network sizes)",
+    "retain_memory": "keep freed CPU memory in the process (glibc) instead of faulting in fresh pages for "
+    "every new tensor: PopSAN forward+backward about 26 -> 17 ms; the process keeps its peak memory",
     "device": "cpu, cuda or auto",
     "compile": "compile td3's losses with torch.compile: about 30 s of warm-up, then updates of a 256-256 ANN "
     "about 5-10%% faster with one thread; no gain for spiking actors",
@@ -99,7 +101,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume", metavar="DIR",
-        help="continue the interrupted run in DIR from its last checkpoint (only --threads, --device and --no-progress may be given with it)",
+        help="continue the interrupted run in DIR from its last checkpoint (only --threads, --retain-memory, --device and --no-progress may be given with it)",
     )
 
 
@@ -166,7 +168,7 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     return config, out
 
 
-RESUME_OVERRIDES = ("threads", "device")
+RESUME_OVERRIDES = ("threads", "retain_memory", "device")
 
 
 def _resolve_resume_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:

@@ -111,6 +111,7 @@ class TrainConfig:
     # Energy and machine.
     energy_model: str = "horowitz45-fp32"
     threads: int = 1
+    retain_memory: bool = True
     device: str = "cpu"
     compile: bool = False
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import neurorl.envs  # noqa: F401  (registers the neurorl/ navigation tasks)
+from neurorl import runtime
 from neurorl.agents.entropy import clipped_gaussian_entropy
 from neurorl.agents.sac import SACAgent, SACConfig
 from neurorl.agents.td3 import TD3Agent, TD3Config
@@ -109,7 +110,7 @@ class Trainer:
         self.run_dir = run_dir
         self.show_progress = show_progress
 
-        torch.set_num_threads(config.threads)
+        runtime.configure(config.threads, config.retain_memory)
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
 
