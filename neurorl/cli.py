@@ -76,7 +76,7 @@ HELP = {
     "energy_model": "energy model name (`neurorl energy --list-models`) or a .toml file",
     "threads": "torch CPU threads (1 measured fastest for these network sizes)",
     "retain_memory": "keep freed CPU memory in the process (glibc) instead of faulting in fresh pages for "
-    "every new tensor: PopSAN forward+backward about 26 -> 17 ms; the process keeps its peak memory",
+    "every new tensor: PopSAN forward+backward about 24 -> 16 ms; the process keeps its peak memory",
     "device": "cpu, cuda or auto",
     "compile": "compile td3's losses with torch.compile: about 30 s of warm-up, then updates of a 256-256 ANN "
     "about 5-10%% faster with one thread; no gain for spiking actors",

@@ -5,8 +5,8 @@ dynamically up to 32 MiB) with fresh mmap'd pages and returns freed heap tops to
 training step allocates and frees many tensors of 0.25-5 MiB (a PopSAN layer at batch 256 and
 T = 5 is 1.3 MiB), so nearly every new buffer was zero-filled by the kernel page by page: about
 2,500 page faults per PopSAN forward+backward on a 2-core x86_64 VM. With :func:`retain_freed_memory`
-the freed blocks stay in the heap and are reused, which cut that step from about 26 ms to 17 ms
-(``python tools/bench_train.py``). The process then keeps its peak heap until it exits.
+the freed blocks stay in the heap and are reused, which cut that step from about 24 ms to 16 ms
+(``python tools/bench_memory.py``). The process then keeps its peak heap until it exits.
 """
 
 from __future__ import annotations

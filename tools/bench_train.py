@@ -6,9 +6,9 @@
 Prints one JSON object:
 - ``neurorl_sps`` / ``sb3_sps`` / ``ratio``: TD3 with the ANN actor on Hopper-v5, 256-256 networks,
   batch 256, one update per step, learning from step 1000, 6000 steps, the same thread count,
-  measured in the same process and alternating (``--repeats`` rounds, median reported). neurorl's
-  figure is its training loop without the evaluation episodes (SB3 runs none), energy counting
-  included.
+  measured alternating, each run in a fresh process (``--repeats`` rounds, median reported), so
+  each library runs with its own process settings. neurorl's figure is its training loop without
+  the evaluation episodes (SB3 runs none), energy counting included.
 - ``popsan_sps``: PopSAN-TD3 steps per second for T = 1, 2, 5, 10 (same settings).
 - ``popsan_fwd_bwd_ms``: one forward and backward pass of the PopSAN actor, batch 256, T = 5.
 - ``multi_seed_speedup``: PopSAN-TD3 at T = 5, 5 seeds in one process against 5 sequential runs
@@ -22,6 +22,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,9 +75,12 @@ def sb3_sps(steps: int, threads: int) -> float:
 
 
 def popsan_fwd_bwd_ms(threads: int, repeats: int = 30) -> float:
+    """Time the PopSAN actor's forward+backward under the training defaults (``neurorl.runtime``)."""
+    from neurorl import runtime
+    from neurorl.config import TrainConfig
     from neurorl.snn.actors import ActorSpec, build_actor
 
-    torch.set_num_threads(threads)
+    runtime.configure(threads, TrainConfig().retain_memory)
     actor = build_actor("popsan", ActorSpec(obs_dim=11, act_dim=3, T=5))
     obs = torch.randn(256, 11)
     for _ in range(5):
@@ -107,6 +112,23 @@ def multi_seed_speedup(steps: int, threads: int) -> float | None:
     return sequential / batched
 
 
+def run_part(part: str, steps: int, threads: int) -> float:
+    """Measure one library's steps per second (the body of a ``--part`` subprocess)."""
+    if part == "neurorl":
+        return neurorl_sps("ann", 1, steps, threads)
+    return sb3_sps(steps, threads)
+
+
+def in_subprocess(part: str, steps: int, threads: int) -> float:
+    """Run one measurement in a fresh process, so that neither library inherits the other's process
+    settings (neurorl's retained freed memory, imported modules, warmed allocators)."""
+    command = [sys.executable, __file__, "--part", part, "--threads", str(threads)]
+    if steps != SETTINGS["steps"]:
+        command.append("--quick")
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -114,6 +136,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both libraries (default: 1)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating neurorl/SB3 rounds (default: 2)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: sb3, popsan, multiseed")
+    parser.add_argument("--part", choices=("neurorl", "sb3"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     steps = 2000 if args.quick else SETTINGS["steps"]
@@ -121,11 +144,14 @@ def main() -> None:
 
     report: dict = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs", "torch": torch.__version__,
                     "threads": args.threads, "steps": steps}
+    if args.part:
+        print(json.dumps(run_part(args.part, steps, args.threads)))
+        return
     if "sb3" not in skip:
         ours, theirs = [], []
         for _ in range(args.repeats):
-            ours.append(neurorl_sps("ann", 1, steps, args.threads))
-            theirs.append(sb3_sps(steps, args.threads))
+            ours.append(in_subprocess("neurorl", steps, args.threads))
+            theirs.append(in_subprocess("sb3", steps, args.threads))
         report.update(neurorl_sps=statistics.median(ours), sb3_sps=statistics.median(theirs),
                       ratio=statistics.median(ours) / statistics.median(theirs), rounds={"neurorl": ours, "sb3": theirs})
     if "popsan" not in skip:
