@@ -21,7 +21,7 @@ def run_cli(*args):
 
 
 def tiny_run(*extra):
-    return ("train", "--env", "2DNav-v1", "--steps", "600", "--learning-starts", "200", "--eval-every", "300",
+    return ("train", "--env", "neurorl/2DNav-v1", "--steps", "600", "--learning-starts", "200", "--eval-every", "300",
             "--eval-episodes", "1", "--hidden", "32,32", "--batch-size", "32", "--device", "cuda", "--no-progress", *extra)
 
 
