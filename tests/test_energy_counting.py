@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -469,10 +470,10 @@ def test_no_counts_outside_phase():
     counter = OperationCounter(net)
     with torch.no_grad():
         net(spike_input())
+    assert all(not record.calls for site in counter._sites for record in site.tallies)
     counts = counter.take("acting")
     counter.remove()
     assert counts == OperationCounts()
-    assert all(not hooked.tallies for hooked in counter._hooked)
 
 
 def test_phases_are_separate():
@@ -502,13 +503,19 @@ def test_unknown_phase_rejected():
 
 def test_remove_detaches_every_hook():
     net = SmallSNN()
+    # A module with its own instance-level forward gets hooks instead of a wrapper.
+    own_forward = net.fc1.forward
+    net.fc1.forward = own_forward
     modules = list(net.modules())
     before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules]
     counter = OperationCounter(net)
-    assert any(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)
+    assert len(net.fc1._forward_pre_hooks) == 1
+    assert "forward" in vars(net.fc2)
     counter.remove()
     after = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules]
     assert after == before
+    assert vars(net.fc1)["forward"] == own_forward
+    assert "forward" not in vars(net.fc2)
     with pytest.raises(RuntimeError, match="removed"):
         with counter.phase("acting"):
             pass
@@ -870,3 +877,383 @@ def test_counts_in_other_dtypes(dtype, checks):
     counter.remove()
     assert counts.ac == brute_force_ops(spike_layer.float(), spikes.float())
     assert counts.effective_mac == brute_force_ops(dense_layer.float(), rates.float())
+
+
+# --------------------------------------------------------------------------------- forward wrappers and accumulators
+
+
+def test_remove_restores_forward():
+    net = SmallSNN()
+    spikes = spike_input()
+    expected = net(spikes)
+    counter = OperationCounter(net)
+    wrapped = [m for m in net.modules() if "forward" in vars(m)]
+    assert wrapped
+    with torch.no_grad(), counter.phase("acting"):
+        assert torch.equal(net(spikes), expected)
+    counter.remove()
+    assert all("forward" not in vars(m) for m in net.modules())
+    assert torch.equal(net(spikes), expected)
+
+
+def test_deep_copy_is_not_counted():
+    net = SmallSNN()
+    spikes = spike_input()
+    counter = OperationCounter(net)
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin.fc1.weight.mul_(2.0)
+    reference = SmallSNN()
+    reference.load_state_dict(twin.state_dict())
+    with torch.no_grad(), counter.phase("acting"):
+        out = twin(spikes)
+    assert torch.equal(out, reference(spikes))
+    assert counter.take("acting") == OperationCounts()
+    counter.remove()
+
+
+def test_two_counters_on_one_module():
+    net = SmallSNN()
+    spikes = spike_input()
+    first = OperationCounter(net, spike_check_calls=0)
+    second = OperationCounter(net, spike_check_calls=0)
+    with torch.no_grad(), first.phase("acting"), second.phase("acting"):
+        net(spikes)
+    expected = sum(brute_force_ops(layer, x) for layer, x in net.recorded[:2])
+    assert first.take("acting").ac == expected
+    assert second.take("acting").ac == expected
+
+    first.remove()
+    with torch.no_grad(), second.phase("acting"):
+        net(spikes)
+    assert second.take("acting").ac == expected
+    second.remove()
+    assert all("forward" not in vars(m) for m in net.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_dense_special_values_counted():
+    layer = nn.Linear(6, 4, bias=False)
+    layer.input_kind = "dense"
+    with torch.no_grad():
+        layer.weight[1, 2] = 0.0
+    x = torch.tensor([
+        [0.0, -0.0, 1e-45, float("inf"), -float("inf"), 2.0],
+        [0.0, 0.5, 0.0, 0.0, -3.0, 0.0],
+    ])
+    counter = OperationCounter(layer)
+    with torch.no_grad(), counter.phase("acting"):
+        for _ in range(3):
+            layer(x)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.effective_mac == 3 * brute_force_ops(layer, x)
+    assert counts.mac == 3 * 2 * 6 * 4
+
+
+def test_dense_conv_zero_counts_across_calls():
+    conv = nn.Conv1d(4, 6, kernel_size=3, padding=1, groups=2)
+    conv.input_kind = "dense"
+    with torch.no_grad():
+        conv.weight.mul_(torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(21)) > 0.3)
+    generator = torch.Generator().manual_seed(22)
+    inputs = [torch.randn(3, 4, 9, generator=generator) * (torch.rand(3, 4, 9, generator=generator) > 0.5) for _ in range(4)]
+    counter = OperationCounter(conv)
+    with torch.no_grad(), counter.phase("acting"):
+        for x in inputs:
+            conv(x)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.effective_mac == sum(brute_force_conv(conv, x) for x in inputs)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_unchecked_spike_conv_matches_brute_force(groups):
+    conv = nn.Conv1d(4, 6, kernel_size=3, stride=2, padding=1, groups=groups)
+    conv.input_kind = "spike"
+    with torch.no_grad():
+        conv.weight.mul_(torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(23)) > 0.3)
+    spikes = [(torch.rand(2, 4, 11, generator=torch.Generator().manual_seed(seed)) < 0.4).float() for seed in (24, 25)]
+    counter = OperationCounter(conv, spike_check_calls=0)
+    with torch.no_grad(), counter.phase("replay"):
+        for x in spikes:
+            conv(x)
+    counts = counter.take("replay")
+    counter.remove()
+    assert counts.ac == sum(brute_force_conv(conv, x) for x in spikes)
+
+
+def test_float32_accumulator_flushed_before_exactness_limit(monkeypatch):
+    from neurorl.energy import counting
+
+    monkeypatch.setattr(counting, "FLOAT32_EXACT_ROWS", 7)
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    counter = OperationCounter(layer, spike_check_calls=0)
+    batches = [spike_input(batch=1, steps=5, seed=seed).reshape(5, 12) for seed in range(6)]
+    with torch.no_grad(), counter.phase("learning"):
+        for x in batches:
+            layer(x)
+    counts = counter.take("learning")
+    counter.remove()
+    assert counts.ac == sum(brute_force_ops(layer, x) for x in batches)
+    assert counts.spike_inputs == sum(int(x.sum()) for x in batches)
+
+
+def test_take_cycles_start_from_zero():
+    net = SmallSNN()
+    counter = OperationCounter(net, spike_check_calls=0)
+    for seed in range(5):
+        spikes = spike_input(batch=seed + 1, seed=seed)
+        with torch.no_grad(), counter.phase("replay"):
+            net(spikes)
+        expected = sum(brute_force_ops(layer, x) for layer, x in net.recorded[:2])
+        assert counter.take("replay").ac == expected
+    counter.remove()
+
+
+def test_inference_and_grad_calls_in_one_phase():
+    net = SmallSNN()
+    spikes = spike_input()
+    single = count_phase(SmallSNN(), spikes, phase="learning")
+    counter = OperationCounter(net, spike_check_calls=0)
+    with counter.phase("learning"):
+        with torch.inference_mode():
+            net(spikes)
+        net(spikes).sum().backward()
+        with torch.no_grad():
+            net(spikes)
+    counts = counter.take("learning")
+    counter.remove()
+    assert counts.ac == 3 * single.ac
+    assert counts.neuron_updates == {key: 3 * value for key, value in single.neuron_updates.items()}
+    assert all(p.grad is not None for p in net.fc1.parameters())
+
+
+def test_encoder_accepts_huge_finite_observations():
+    actor = TinyPopActor(steps=2)
+    obs = torch.full((4, 3), 3.0e38)
+    obs[1] = -3.0e38
+    counter = OperationCounter(actor)
+    with torch.no_grad(), counter.phase("acting"):
+        for _ in range(3):
+            actor(obs)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.mac == 3 * 4 * 3 * 4
+
+
+# --------------------------------------------------------------------------------- steady-state paths and timing
+
+
+def test_seconds_grow_only_when_counting():
+    net = SmallSNN()
+    spikes = spike_input()
+    counter = OperationCounter(net)
+    assert counter.seconds == 0.0
+
+    with torch.no_grad():
+        net(spikes)
+    with counter.phase("acting"):
+        pass
+    assert counter.seconds == 0.0
+
+    with torch.no_grad(), counter.phase("acting"):
+        net(spikes)
+    after_calls = counter.seconds
+    assert after_calls > 0.0
+    counter.take("acting")
+    assert counter.seconds > after_calls
+    counter.remove()
+
+
+def test_fanout_follows_fused_optimizer_step():
+    layer = nn.Linear(2, 3, bias=False)
+    layer.input_kind = "spike"
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+    net = nn.Sequential(layer)
+    # A fused step writes the weight without bumping its version counter (torch 2.13).
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5, fused=True)
+    counter = OperationCounter(net, spike_check_calls=0)
+    spikes = torch.ones(4, 2)
+    expected = 0
+    for _ in range(3):
+        with torch.no_grad(), counter.phase("learning"):
+            net(spikes)
+        expected += brute_force_ops(layer, spikes)
+        layer.weight.grad = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+        optimizer.step()
+    counts = counter.take("learning")
+    counter.remove()
+    # The second call meets w[0, 0] == 0 (fan-out 2 for input 0), the third w[0, 0] == -0.5.
+    assert expected == 4 * 6 + 4 * (2 + 3) + 4 * 6
+    assert counts.ac == expected
+
+
+def test_wrapped_dense_layer_special_values():
+    layer = nn.Linear(6, 4, bias=False)
+    layer.input_kind = "dense"
+    net = nn.Sequential(layer)
+    x = torch.tensor([
+        [0.0, -0.0, 1e-45, float("inf"), -float("inf"), 2.0],
+        [0.0, 0.5, 0.0, 0.0, -3.0, 0.0],
+    ])
+    counter = OperationCounter(net)
+    with torch.no_grad(), counter.phase("acting"):
+        for _ in range(3):
+            net(x)
+    counts = counter.take("acting")
+    assert counts.effective_mac == 3 * brute_force_ops(layer, x)
+    assert counts.mac == 3 * 2 * 6 * 4
+
+    with torch.no_grad():
+        layer.weight[1, 2] = 0.0
+    with torch.no_grad(), counter.phase("acting"):
+        net(x)
+    assert counter.take("acting").effective_mac == brute_force_ops(layer, x)
+
+    x[1, 3] = float("nan")
+    with torch.no_grad(), counter.phase("acting"):
+        net(x)
+    with pytest.raises(ValueError, match="NaN"):
+        counter.take("acting")
+    counter.remove()
+
+
+@pytest.mark.parametrize("batch", [1, 2, 64])
+def test_wrapped_decoder_conv_counts(batch):
+    act_dim, pop = 6, 10
+    conv = nn.Conv1d(act_dim, act_dim, kernel_size=pop, groups=act_dim)
+    conv.input_kind = "dense"
+    net = nn.Sequential(conv)
+    generator = torch.Generator().manual_seed(31)
+    rates = [torch.randint(0, 6, (batch, act_dim, pop), generator=generator).float() / 5 for _ in range(3)]
+    counter = OperationCounter(net)
+    expected = 0
+    with torch.no_grad(), counter.phase("acting"):
+        for index, x in enumerate(rates):
+            if index == 2:
+                conv.weight[1, 0, 3] = 0.0
+            expected += brute_force_conv(conv, x)
+            net(x)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.effective_mac == expected
+    assert counts.mac == 3 * batch * act_dim * pop
+
+
+def test_wrapped_spike_layer_across_batch_sizes():
+    net = SmallSNN()
+    counter = OperationCounter(net, spike_check_calls=0)
+    expected = {"acting": 0, "learning": 0}
+    for seed, (phase, batch) in enumerate([("acting", 1), ("acting", 1), ("learning", 100), ("acting", 3), ("learning", 100), ("acting", 1)]):
+        spikes = spike_input(batch=batch, seed=seed)
+        with torch.no_grad(), counter.phase(phase):
+            net(spikes)
+        expected[phase] += sum(brute_force_ops(layer, x) for layer, x in net.recorded[:2])
+        if seed == 3:
+            assert counter.take("acting").ac == expected["acting"]
+            expected["acting"] = 0
+    assert counter.take("acting").ac == expected["acting"]
+    assert counter.take("learning").ac == expected["learning"]
+    counter.remove()
+
+
+def test_wrapped_layer_flushed_before_exactness_limit(monkeypatch):
+    from neurorl.energy import counting
+
+    monkeypatch.setattr(counting, "FLOAT32_EXACT_ROWS", 7)
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    net = nn.Sequential(layer)
+    counter = OperationCounter(net, spike_check_calls=0)
+    batches = [spike_input(batch=1, steps=rows, seed=seed).reshape(rows, 12) for seed, rows in enumerate([2, 2, 2, 2, 3, 3, 2])]
+    with torch.no_grad(), counter.phase("acting"):
+        for x in batches:
+            net(x)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.ac == sum(brute_force_ops(layer, x) for x in batches)
+    assert counts.spike_inputs == sum(int(x.sum()) for x in batches)
+
+
+class ChainCritic(nn.Module):
+    """Q(s, a) over a plain nn.Sequential of dense Linear layers, like the project's MLP critic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(7, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                layer.input_kind = "dense"
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def test_dense_chain_booked_per_layer():
+    critic = ChainCritic()
+    counter = OperationCounter(critic)
+    assert "forward" in vars(critic.net)
+    obs, action = torch.randn(5, 4), torch.randn(5, 3)
+    with counter.phase("learning"):
+        critic(obs, action).sum().backward()
+        critic(obs[None].expand(2, 5, 4), action[None].expand(2, 5, 3))
+    layers = {layer["name"]: layer for layer in counter.layer_counts("learning")}
+    counts = counter.take("learning")
+    counter.remove()
+
+    per_sample = 7 * 16 + 16 * 16 + 16
+    assert counts.mac == counts.effective_mac == (5 + 10) * per_sample
+    assert counts.samples == 5 + 2
+    for name, (fan_in, fan_out) in {"net.0": (7, 16), "net.2": (16, 16), "net.4": (16, 1)}.items():
+        assert layers[name]["calls"] == 2
+        assert layers[name]["rows"] == 15
+        assert layers[name]["mac"] == 15 * fan_in * fan_out
+        assert layers[name]["input_elements"] == 15 * fan_in
+        assert layers[name]["out_units"] == fan_out
+    assert all(p.grad is not None for p in critic.parameters())
+
+
+def test_dense_chain_matches_per_layer_counts():
+    critic = ChainCritic()
+    obs, action = torch.randn(6, 4), torch.randn(6, 3)
+
+    def learning_counts(hooked: bool) -> tuple[OperationCounts, list[dict]]:
+        counter = OperationCounter(critic)
+        # A hook on a chain member makes the chain fall back to per-layer counting.
+        handle = critic.net[2].register_forward_hook(lambda module, args, output: None) if hooked else None
+        with torch.no_grad(), counter.phase("learning"):
+            critic(obs, action)
+            critic.net[2](torch.randn(3, 16))
+        layers = counter.layer_counts("learning")
+        counts = counter.take("learning")
+        counter.remove()
+        if handle is not None:
+            handle.remove()
+        return counts, layers
+
+    chained, chained_layers = learning_counts(hooked=False)
+    per_layer, per_layer_layers = learning_counts(hooked=True)
+    assert chained == per_layer
+    assert chained_layers == per_layer_layers
+    assert chained.mac == 6 * (7 * 16 + 16 * 16 + 16) + 3 * 16 * 16
+
+
+def test_dense_chain_counts_zeros_in_acting():
+    critic = ChainCritic()
+    obs, action = torch.randn(5, 4), torch.randn(5, 3)
+    counter = OperationCounter(critic)
+    with torch.no_grad(), counter.phase("acting"):
+        critic(obs, action)
+    counts = counter.take("acting")
+    counter.remove()
+
+    with torch.no_grad():
+        inputs = torch.cat([obs, action], dim=-1)
+        hidden1 = torch.relu(critic.net[0](inputs))
+        hidden2 = torch.tanh(critic.net[2](hidden1))
+    expected = sum(brute_force_ops(layer, x) for layer, x in ((critic.net[0], inputs), (critic.net[2], hidden1), (critic.net[4], hidden2)))
+    assert counts.effective_mac == expected
+    assert counts.effective_mac < counts.mac

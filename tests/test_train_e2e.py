@@ -81,3 +81,21 @@ def test_ann_fifo_run_and_finished_dir_rejected(tmp_path):
     again = run_cli(*args)
     assert again.returncode == 2
     assert "already holds a finished run" in again.stderr
+
+
+def test_timing_parts_include_energy_counting(tmp_path):
+    """timing_s names every part; the counters' own time is positive and inside acting + update + evaluation."""
+    from neurorl.config import build_config
+    from neurorl.experiment.training import TIMING_PARTS, train
+
+    config = build_config({}, {
+        "env": "neurorl/2DNav-v1", "actor": "popsan", "T": "2", "hidden": "16,16", "steps": "300", "learning_starts": "100",
+        "batch_size": "16", "eval_every": "300", "eval_episodes": "1", "replay": "fifo", "tensorboard": False,
+    })
+    timing = train(config, tmp_path / "run", show_progress=False)["timing_s"]
+
+    for part in (*TIMING_PARTS, "critic_update", "actor_update"):
+        assert part in timing, part
+        assert timing[part] >= 0, part
+    assert timing["energy"] > 0
+    assert timing["energy"] < timing["acting"] + timing["update"] + timing["evaluation"]

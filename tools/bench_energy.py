@@ -1,365 +1,435 @@
-"""Benchmark the energy counter: cost per counted forward pass and overhead in a TD3-like update loop.
+"""Benchmark the energy counter the way the training loop uses it, and against NeuroBench.
 
-Builds its own PopSAN-like spiking actor (obs 17 × 10 encoder neurons, 256-256 hidden snnTorch
-neurons, 6 × 10 output neurons, grouped Conv1d decoder, T = 5) and two 256-256 critics, then times
+Prints one JSON object with two measurements. All times are CPU seconds of the measuring thread
+(the machine may be shared), with torch on 1 thread.
 
-* one actor forward at batch 1 and 256: without a counter, with the counter's hooks outside a
-  phase, counting inside a phase, and NeuroBench 2.3's ``SynapticOperations`` (hooks plus the
-  metric call, which binarises copies of every layer);
-* a TD3-like update loop (target actor and critics, critic forward/backward and Adam step, actor
-  update and soft target updates every second step) with and without counting in the
-  ``learning`` phase.
+* Training overhead. The real training loop (:class:`neurorl.experiment.training.Trainer`: TD3,
+  PopSAN actor, T = 5, Hopper-v5, FIFO replay, 256-256, one evaluation at the last step) runs
+  with and without counting. Counting is disabled inside this tool only: the trainer's counters
+  are removed, ``phase`` becomes a no-op and ``take`` returns empty counts. Two trainers with
+  the same seed run in one process, each in its own thread, taking turns every
+  ``--turn-steps`` environment steps, so load from other processes hits both alike. One counts
+  in the first half of its updates and the other in the second half, and the counted time is
+  the sum of the two counted halves (a crossover). That cancels what differs between the two
+  trainer instances (two identical uncounted trainers differed by up to 3 % over 900 steps) and
+  between the halves. Loop time excludes evaluation and checkpoints, and the wall time of the
+  turns is reported beside the CPU time. Both runs must return the same evaluation return, or
+  the tool raises. ``--training-rounds`` pairs are run, and the overhead is their median. Beside
+  it, ``counter_share_pct_wall`` is the counters' own time (``OperationCounter.seconds``) in the
+  counted halves as a share of their wall time. That is the direct cost of counting. The
+  overhead exceeds it by the cache and memory traffic that counting adds to the rest of a step.
+* Cost per counted forward pass. The registry's PopSAN actor (obs 17, act 6, T = 5, 256-256)
+  at batch 1 and 256, under ``torch.inference_mode`` as the agent acts, three ways on three
+  copies with the same weights: bare (no counter); counted (inside its own ``acting`` phase,
+  one ``take()`` per ``--take-every`` forwards, timed apart and added per forward); NeuroBench
+  2.3's ``SynapticOperations`` (its hooks, then the metric and ``reset_hooks`` after every
+  forward, as its ``Benchmark.run`` does). The three alternate forward by forward, the order
+  rotating, and the added cost of each is the median of its per-forward differences to bare.
+  The figure of merit is NeuroBench's added cost over the counter's. Both counters' AC counts
+  are compared, so a failed count cannot pass as a fast one.
 
-Every counted variant first runs past the counter's spike checks (the first 16 calls of each
-spike layer), so the figures are the steady state of a long run. Rounds are interleaved, and the
-JSON reports minimum and median wall and CPU time per call, plus the share of CPU time spent
-inside the counter's hooks (measured by wrapping them). On a shared machine the hook share and the
-CPU minimum are the figures least disturbed by other processes.
+Counted variants first run past the counter's spike checks (the first 16 calls of each spike
+layer), so the figures are the steady state of a long run.
 
-Prints one JSON object. Run: ``python tools/bench_energy.py --json``.
+Run: ``python tools/bench_energy.py --json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
 import statistics
+import tempfile
+import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import snntorch as snn
 import torch
 from torch import nn
 
-from neurorl.energy import OperationCounter
+from neurorl.config import build_config
+from neurorl.energy import OperationCounter, OperationCounts
 from neurorl.energy.counting import SPIKE_CHECK_CALLS
+from neurorl.experiment.training import Trainer
+from neurorl.snn.actors import ActorSpec, build_actor
 
-OBS_DIM, ACT_DIM, POP, HIDDEN, STEPS = 17, 6, 10, 256, 5
-
-
-class BenchEncoder(nn.Module):
-    """Gaussian receptive fields with a deterministic snnTorch spike generator."""
-
-    input_kind = "encoder"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.obs_dim, self.pop_size = OBS_DIM, POP
-        self.mean = nn.Parameter(torch.linspace(-3, 3, POP).repeat(OBS_DIM, 1))
-        self.std = nn.Parameter(torch.full((OBS_DIM, POP), 0.15**0.5))
-        self.neuron = snn.Leaky(beta=1.0, threshold=0.999, reset_mechanism="subtract")
-
-    def forward(self, obs: torch.Tensor, steps: int) -> torch.Tensor:
-        currents = torch.exp(-0.5 * ((obs.unsqueeze(-1) - self.mean) / self.std) ** 2).flatten(1)
-        return step_neuron(self.neuron, currents.expand(steps, *currents.shape))
+FORWARD_SPEC = ActorSpec(obs_dim=17, act_dim=6, T=5)
 
 
-def step_neuron(neuron: snn.Leaky, currents: torch.Tensor) -> torch.Tensor:
-    mem = torch.zeros_like(currents[0])
-    spikes = []
-    for current in currents:
-        spike, mem = neuron(current, mem)
-        spikes.append(spike)
-    return torch.stack(spikes)
+# --------------------------------------------------------------------------------- training loop
 
 
-class BenchActor(nn.Module):
-    """PopSAN-like actor whose Linear layers receive the spikes of all T steps at once ([T·B, in])."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.T = STEPS
-        self.encoder = BenchEncoder()
-        sizes = [OBS_DIM * POP, HIDDEN, HIDDEN, ACT_DIM * POP]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.neurons = nn.ModuleList(snn.Leaky(beta=0.75, threshold=0.5, reset_mechanism="zero") for _ in sizes[1:])
-        for layer in self.layers:
-            layer.input_kind = "spike"
-        self.decoder = nn.Conv1d(ACT_DIM, ACT_DIM, kernel_size=POP, groups=ACT_DIM)
-        self.decoder.input_kind = "dense"
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        spikes = self.encoder(obs, self.T)
-        batch = obs.shape[0]
-        for layer, neuron in zip(self.layers, self.neurons):
-            currents = layer(spikes.reshape(self.T * batch, -1)).view(self.T, batch, -1)
-            spikes = step_neuron(neuron, currents)
-        rates = spikes.mean(0).view(batch, ACT_DIM, POP)
-        return torch.tanh(self.decoder(rates).view(batch, ACT_DIM))
+def training_config(steps: int, learning_starts: int) -> Any:
+    return build_config({}, {
+        "env": "Hopper-v5", "actor": "popsan", "algo": "td3", "T": 5, "replay": "fifo",
+        "steps": steps, "learning_starts": learning_starts, "eval_every": steps, "eval_episodes": 1,
+        "hidden": [256, 256], "threads": 1, "checkpoint_every": 10 * steps, "tensorboard": False, "seed": 0,
+    })
 
 
-class NeuroBenchActor(nn.Module):
-    """BenchActor with NeuroBench's calling convention (it passes one batch tensor)."""
+class _NoPhase:
+    """Context manager that counts nothing, the ``phase`` of a disabled counter."""
 
-    def __init__(self, actor: BenchActor) -> None:
-        super().__init__()
-        self.actor = actor
+    def __enter__(self) -> None:
+        return None
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs)
-
-
-def critic() -> nn.Sequential:
-    layers = [nn.Linear(OBS_DIM + ACT_DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1)]
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            layer.input_kind = "dense"
-    return nn.Sequential(*layers)
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
-def soft_update(target: nn.Module, online: nn.Module, tau: float = 0.005) -> None:
-    """Polyak-average ``online`` into ``target`` in place, as TD3 does after each actor update."""
-    with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+def disable_counting(trainer: Trainer) -> None:
+    """Remove the trainer's counters and make their phases and takes no-ops (this tool only)."""
+    for counter in (trainer.counter, trainer.target_counter):
+        counter.remove()
+        counter.phase = lambda name: _NoPhase()
+        counter.take = lambda phase: OperationCounts()
 
 
-class Clock:
-    """Wall and CPU seconds of one timed block (CPU time is immune to other processes' load)."""
-
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
-
-    def stop(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+def enable_counting(trainer: Trainer) -> None:
+    """Give the trainer new counters, built as ``Trainer.__init__`` builds them."""
+    networks = trainer.agent.networks()
+    trainer.counter = OperationCounter(*[net for name, net in networks.items() if not name.endswith("_target")])
+    trainer.target_counter = OperationCounter(*[net for name, net in networks.items() if name.endswith("_target")])
 
 
-def time_variants(variants: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Time each variant for ``calls`` calls per round, rounds interleaved; seconds per call.
+class Turns:
+    """Let threads run one at a time, each until it passes the turn on (a baton)."""
 
-    Returns per variant the minimum and median over rounds of wall and CPU time. The minimum is
-    the figure least disturbed by other processes on a shared machine.
-    """
-    for fn in variants.values():
-        fn()
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            clock = Clock()
-            for _ in range(calls):
-                fn()
-            wall, cpu = clock.stop()
-            samples[name].append((wall / calls, cpu / calls))
-    return {
-        name: {
-            "wall_min_s": min(w for w, _ in values),
-            "wall_median_s": statistics.median(w for w, _ in values),
-            "cpu_min_s": min(c for _, c in values),
-            "cpu_median_s": statistics.median(c for _, c in values),
-        }
-        for name, values in samples.items()
-    }
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
+        self._turn = names[0]
+        self._finished: set[str] = set()
+        self._condition = threading.Condition()
+
+    def wait(self, name: str) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._turn == name)
+
+    def pass_on(self, name: str, finished: bool = False) -> None:
+        with self._condition:
+            if finished:
+                self._finished.add(name)
+            index = self._names.index(name)
+            for offset in range(1, len(self._names) + 1):
+                candidate = self._names[(index + offset) % len(self._names)]
+                if candidate not in self._finished:
+                    self._turn = candidate
+                    break
+            self._condition.notify_all()
 
 
-class HookTimer:
-    """CPU seconds spent inside one counter's hooks and ``take``, for the overhead share.
+class TimedTrainer:
+    """A trainer run in its own thread that switches counting on or off halfway through its updates.
 
-    Wraps the hook functions the counter registered (private torch and counter attributes, so
-    this is a benchmark tool only). The timer's own calls are included, so the share is an upper
-    bound.
+    It takes turns with the other trainers every ``turn_steps`` environment steps. ``cpu_s`` and
+    ``wall_s`` hold, per half, the thread's CPU time in the training loop and the wall time of its
+    turns, both without evaluation and checkpoints. A thread's CPU clock does not advance while it
+    waits for its turn.
     """
 
-    def __init__(self, counter: OperationCounter) -> None:
-        self.seconds = 0.0
-        for hooked in counter._roots + counter._hooked:
-            module = hooked.module
-            for handle in hooked.handles:
-                for hooks in (module._forward_hooks, module._forward_pre_hooks):
-                    if handle.id in hooks:
-                        hooks[handle.id] = self._timed(hooks[handle.id])
-        counter.take = self._timed(counter.take)
+    def __init__(self, name: str, counting_first: bool, steps: int, learning_starts: int, turns: Turns, turn_steps: int) -> None:
+        self.name, self.turns, self.turn_steps = name, turns, turn_steps
+        self.counting_first = counting_first
+        self.switch_step = learning_starts + (steps - learning_starts) // 2
+        self._run_dir = tempfile.TemporaryDirectory(prefix="bench_energy_")
+        self.trainer = Trainer(training_config(steps, learning_starts), Path(self._run_dir.name), show_progress=False)
+        if not counting_first:
+            disable_counting(self.trainer)
+        self.cpu_s: list[float] = []
+        self.wall_s: list[float] = []
+        self.counter_s: list[float] = []
+        self._excluded_cpu = self._excluded_wall = self._excluded_counter = 0.0
+        self._counter_mark = self._counter_seconds()
+        self._half_started_cpu = self._turn_started = self._turn_wall = 0.0
+        self.summary: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        self._wrap()
 
-    def _timed(self, fn: Callable) -> Callable:
-        def timed(*args, **kwargs):
-            start = time.process_time()
+    def _counter_seconds(self) -> float:
+        return self.trainer.counter.seconds + self.trainer.target_counter.seconds
+
+    def _end_half(self) -> None:
+        self._turn_wall += time.perf_counter() - self._turn_started
+        self.cpu_s.append(time.thread_time() - self._half_started_cpu - self._excluded_cpu)
+        self.wall_s.append(self._turn_wall - self._excluded_wall)
+        self.counter_s.append(self._counter_seconds() - self._counter_mark - self._excluded_counter)
+        self._excluded_cpu = self._excluded_wall = self._turn_wall = self._excluded_counter = 0.0
+        self._half_started_cpu = time.thread_time()
+        self._turn_started = time.perf_counter()
+
+    def _wrap(self) -> None:
+        trainer = self.trainer
+        loop, choose_action = trainer._loop, trainer._choose_action
+
+        def timed_loop(*args: Any) -> None:
+            self._half_started_cpu, self._turn_started = time.thread_time(), time.perf_counter()
+            loop(*args)
+            self._end_half()
+
+        def turn_taking_choose_action(obs: Any, step: int, mark: float) -> Any:
+            if step == self.switch_step:
+                self._end_half()
+                if self.counting_first:
+                    disable_counting(trainer)
+                else:
+                    enable_counting(trainer)
+                self._counter_mark = self._counter_seconds()
+            if step % self.turn_steps == 0:
+                self._turn_wall += time.perf_counter() - self._turn_started
+                self.turns.pass_on(self.name)
+                self.turns.wait(self.name)
+                self._turn_started = time.perf_counter()
+                mark = time.perf_counter()
+            return choose_action(obs, step, mark)
+
+        trainer._loop = timed_loop
+        trainer._choose_action = turn_taking_choose_action
+        trainer._evaluate_and_log = self._excluding(trainer._evaluate_and_log)
+        trainer._save_checkpoint = self._excluding(trainer._save_checkpoint)
+
+    def _excluding(self, method: Callable) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu, counter = time.perf_counter(), time.thread_time(), self._counter_seconds()
             try:
-                return fn(*args, **kwargs)
+                return method(*args, **kwargs)
             finally:
-                self.seconds += time.process_time() - start
+                self._excluded_wall += time.perf_counter() - wall
+                self._excluded_cpu += time.thread_time() - cpu
+                self._excluded_counter += self._counter_seconds() - counter
 
         return timed
 
-
-def overhead_pct(timings: dict[str, dict[str, float]], variant: str, baseline: str, key: str) -> float:
-    return 100.0 * (timings[variant][key] / timings[baseline][key] - 1.0)
-
-
-def bench_forward(batch: int, calls: int, rounds: int) -> dict[str, object]:
-    torch.manual_seed(0)
-    plain_actor, counted_actor, idle_actor = BenchActor(), BenchActor(), BenchActor()
-    counted_actor.load_state_dict(plain_actor.state_dict())
-    idle_actor.load_state_dict(plain_actor.state_dict())
-    counter = OperationCounter(counted_actor)
-    idle_counter = OperationCounter(idle_actor)
-    obs = torch.randn(batch, OBS_DIM)
-
-    def counted() -> None:
-        with torch.no_grad(), counter.phase("acting"):
-            counted_actor(obs)
-        counter.take("acting")
-
-    variants = {
-        "no_counter": lambda: _forward(plain_actor, obs),
-        "counted": counted,
-        "hooks_outside_phase": lambda: _forward(idle_actor, obs),
-    }
-    for _ in range(SPIKE_CHECK_CALLS):
-        counted()
-    timings = time_variants(variants, calls, rounds)
-    timer = HookTimer(counter)
-    clock = Clock()
-    for _ in range(calls * rounds):
-        counted()
-    hook_share = timer.seconds / clock.stop()[1]
-    counter.remove()
-    idle_counter.remove()
-    timings["neurobench"] = time_neurobench(plain_actor, obs, max(1, calls // 5), rounds)
-
-    added = timings["counted"]["cpu_min_s"] - timings["no_counter"]["cpu_min_s"]
-    neurobench_added = timings["neurobench"]["cpu_min_s"] - timings["no_counter"]["cpu_min_s"]
-    return {
-        "batch": batch,
-        "seconds_per_forward": timings,
-        "counted_overhead_pct_cpu_min": overhead_pct(timings, "counted", "no_counter", "cpu_min_s"),
-        "counted_overhead_pct_wall_min": overhead_pct(timings, "counted", "no_counter", "wall_min_s"),
-        "outside_phase_overhead_pct_cpu_min": overhead_pct(timings, "hooks_outside_phase", "no_counter", "cpu_min_s"),
-        "hook_cpu_share_pct": 100.0 * hook_share,
-        "counting_s_per_forward": hook_share * timings["counted"]["cpu_min_s"],
-        "neurobench_over_counted_total": timings["neurobench"]["cpu_min_s"] / timings["counted"]["cpu_min_s"],
-        "neurobench_added_over_counted_added": neurobench_added / added if added > 0 else None,
-        "neurobench_added_over_counting_s": neurobench_added / (hook_share * timings["counted"]["cpu_min_s"]),
-    }
+    def run(self) -> None:
+        """Train when this thread's turn comes. An exception is kept in ``error`` for the main thread."""
+        self.turns.wait(self.name)
+        try:
+            self.summary = self.trainer.run()
+        except BaseException as error:  # noqa: BLE001 (re-raised by run_training_pair)
+            self.error = error
+        finally:
+            self.turns.pass_on(self.name, finished=True)
+            self._run_dir.cleanup()
 
 
-def _forward(actor: nn.Module, obs: torch.Tensor) -> None:
-    with torch.no_grad():
-        actor(obs)
+def run_training_pair(steps: int, learning_starts: int, turn_steps: int) -> dict[str, Any]:
+    """Run two trainers in lockstep, one counting in the first half of its updates and the other in the second.
 
-
-def time_neurobench(actor: BenchActor, obs: torch.Tensor, calls: int, rounds: int) -> dict[str, float]:
-    """Time one forward plus NeuroBench 2.3's SynapticOperations on it (hooks, metric, reset)."""
-    from neurobench.metrics.workload import SynapticOperations
-    from neurobench.models import TorchModel
-
-    model = TorchModel(NeuroBenchActor(actor))
-    model.register_hooks()
-    metric = SynapticOperations()
-
-    def measured() -> None:
-        with torch.no_grad():
-            preds = model(obs)
-        metric(model, preds, (obs, None))
-        model.reset_hooks()
-
-    timings = time_variants({"neurobench": measured}, calls, rounds)["neurobench"]
-    result = metric.compute()
-    model.cleanup_hooks()
-    if result["Effective_ACs"] <= 0:
-        raise RuntimeError(f"NeuroBench SynapticOperations returned no ACs ({result}); its timing would be meaningless")
-    return timings
-
-
-def bench_update_loop(updates: int, rounds: int, batch: int = 256) -> dict[str, object]:
-    torch.manual_seed(0)
-    actor, actor_target = BenchActor(), BenchActor()
-    critics = [critic(), critic()]
-    critic_targets = [critic(), critic()]
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=1e-4)
-    critic_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=1e-3)
-    obs = torch.randn(batch, OBS_DIM)
-    actions = torch.rand(batch, ACT_DIM) * 2 - 1
-    rewards = torch.randn(batch, 1)
-
-    def update(step: int) -> None:
-        with torch.no_grad():
-            next_actions = (actor_target(obs) + 0.2 * torch.randn(batch, ACT_DIM)).clamp(-1, 1)
-            next_input = torch.cat([obs, next_actions], 1)
-            target = rewards + 0.99 * torch.min(*(c(next_input) for c in critic_targets))
-        current_input = torch.cat([obs, actions], 1)
-        critic_loss = sum(((c(current_input) - target) ** 2).mean() for c in critics)
-        critic_opt.zero_grad()
-        critic_loss.backward()
-        critic_opt.step()
-        if step % 2 == 0:
-            actor_loss = -critics[0](torch.cat([obs, actor(obs)], 1)).mean()
-            actor_opt.zero_grad()
-            actor_loss.backward()
-            actor_opt.step()
-            soft_update(actor_target, actor)
-            for target_critic, online_critic in zip(critic_targets, critics):
-                soft_update(target_critic, online_critic)
-
-    counter = OperationCounter(actor, actor_target, *critics, *critic_targets)
-    steps = {"plain": 0, "counted": 0}
-
-    def plain_update() -> None:
-        update(steps["plain"])
-        steps["plain"] += 1
-
-    def counted_update() -> None:
-        with counter.phase("learning"):
-            update(steps["counted"])
-        steps["counted"] += 1
-        if steps["counted"] % updates == 0:
-            counter.take("learning")
-
-    for _ in range(SPIKE_CHECK_CALLS):
-        counted_update()
-    timings = time_variants({"plain": plain_update, "counted": counted_update}, updates, rounds)
-    hook_share = measure_hook_share(counter, counted_update, updates * rounds)
-    counter.remove()
-    return {
-        "updates_per_round": updates,
-        "rounds": rounds,
-        "batch": batch,
-        "seconds_per_update": timings,
-        "overhead_pct_cpu_min": overhead_pct(timings, "counted", "plain", "cpu_min_s"),
-        "overhead_pct_cpu_median": overhead_pct(timings, "counted", "plain", "cpu_median_s"),
-        "overhead_pct_wall_min": overhead_pct(timings, "counted", "plain", "wall_min_s"),
-        "overhead_pct_wall_median": overhead_pct(timings, "counted", "plain", "wall_median_s"),
-        "hook_cpu_share_pct": 100.0 * hook_share,
-        "overhead_pct_from_hook_share": 100.0 * hook_share / (1.0 - hook_share),
-    }
-
-
-def measure_hook_share(counter: OperationCounter, counted_update: Callable[[], None], updates: int) -> float:
-    """Return the fraction of the counted updates' CPU time spent inside the counter.
-
-    Unlike a with/without comparison, this share does not depend on what other processes do
-    to the machine between rounds.
+    Both halves of both trainers do the same work (same seed), so summing each trainer's counted
+    half with the other's uncounted one cancels what differs between the two trainer instances
+    and between the two halves.
     """
-    timer = HookTimer(counter)
-    clock = Clock()
-    for _ in range(updates):
-        counted_update()
-    _, cpu = clock.stop()
-    return timer.seconds / cpu
+    names = ["counting_first", "counting_second"]
+    turns = Turns(names)
+    timed = {name: TimedTrainer(name, name == "counting_first", steps, learning_starts, turns, turn_steps) for name in names}
+    threads = [threading.Thread(target=timed[name].run, name=f"bench-{name}") for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for run in timed.values():
+        if run.error is not None:
+            raise RuntimeError(f"the {run.name} training run failed: {run.error!r}") from run.error
+
+    first, second = timed["counting_first"], timed["counting_second"]
+    if first.summary.get("eval_return") != second.summary.get("eval_return"):
+        raise RuntimeError("the two training runs returned different evaluation returns, so they did different work")
+    return {
+        "counted_cpu_s": first.cpu_s[0] + second.cpu_s[1],
+        "uncounted_cpu_s": second.cpu_s[0] + first.cpu_s[1],
+        "counted_wall_s": first.wall_s[0] + second.wall_s[1],
+        "uncounted_wall_s": second.wall_s[0] + first.wall_s[1],
+        "counter_s": first.counter_s[0] + second.counter_s[1],
+        "halves_cpu_s": {name: run.cpu_s for name, run in timed.items()},
+        "eval_return": first.summary["eval_return"],
+    }
+
+
+def bench_training(steps: int, learning_starts: int, rounds: int, turn_steps: int) -> dict[str, Any]:
+    """Run ``rounds`` crossover pairs of training runs (see :func:`run_training_pair`).
+
+    A short pair runs first to warm up imports and allocators.
+    """
+    run_training_pair(learning_starts + 4 * turn_steps, learning_starts, turn_steps)
+    pairs = [run_training_pair(steps, learning_starts, turn_steps) for _ in range(rounds)]
+    cpu = [100.0 * (pair["counted_cpu_s"] / pair["uncounted_cpu_s"] - 1.0) for pair in pairs]
+    wall = [100.0 * (pair["counted_wall_s"] / pair["uncounted_wall_s"] - 1.0) for pair in pairs]
+    share = [100.0 * pair["counter_s"] / pair["counted_wall_s"] for pair in pairs]
+    config = training_config(steps, learning_starts)
+    return {
+        "config": {key: getattr(config, key) for key in ("env", "actor", "algo", "T", "replay", "steps", "learning_starts",
+                                                          "batch_size", "update_every", "hidden")} | {"turn_steps": turn_steps},
+        "pairs": pairs,
+        "overhead_pct_cpu": {"median": statistics.median(cpu), "per_pair": cpu},
+        "overhead_pct_wall": {"median": statistics.median(wall), "per_pair": wall},
+        "counter_share_pct_wall": {"median": statistics.median(share), "per_pair": share},
+    }
+
+
+# --------------------------------------------------------------------------------- forward passes
+
+
+class ForwardVariants:
+    """One actor forward three ways, on copies of the same actor with the same weights.
+
+    ``bare``: no counter. ``counted``: a counter past its spike checks, the forward inside its
+    own ``acting`` phase. ``neurobench``: NeuroBench's hooks, then its metric and
+    ``reset_hooks`` (what its ``Benchmark.run`` does after every batch). Two copies take turns
+    as ``bare`` and ``counted`` (see :meth:`swap`), because two copies of one actor can differ in
+    speed by themselves (memory layout), by as much as the counter costs.
+    """
+
+    def __init__(self, actor: nn.Module, obs: torch.Tensor) -> None:
+        from neurobench.metrics.workload import SynapticOperations
+        from neurobench.models import TorchModel
+
+        self.obs = obs
+        self.bare_actor = copy.deepcopy(actor)
+        self.neurobench_actor = copy.deepcopy(actor)
+        self.counted_actor = actor
+        self.counter = self._attach(actor)
+        self.model = TorchModel(self.neurobench_actor)
+        self.model.register_hooks()
+        self.metric = SynapticOperations()
+
+    def _attach(self, actor: nn.Module) -> OperationCounter:
+        counter = OperationCounter(actor)
+        for _ in range(SPIKE_CHECK_CALLS + 1):
+            with counter.phase("acting"), torch.inference_mode():
+                actor(self.obs)
+        counter.take("acting")
+        return counter
+
+    def swap(self) -> None:
+        """Move the counter from the counted copy to the bare one, past its spike checks again."""
+        self.counter.remove()
+        self.counted_actor, self.bare_actor = self.bare_actor, self.counted_actor
+        self.counter = self._attach(self.counted_actor)
+
+    def bare(self) -> None:
+        with torch.inference_mode():
+            self.bare_actor(self.obs)
+
+    def counted(self) -> None:
+        with self.counter.phase("acting"), torch.inference_mode():
+            self.counted_actor(self.obs)
+
+    def neurobench(self) -> None:
+        with torch.inference_mode():
+            preds = self.model(self.obs)
+        self.metric(self.model, preds, (self.obs, None))
+        self.model.reset_hooks()
+
+    def close(self) -> None:
+        self.counter.remove()
+        self.model.cleanup_hooks()
+
+
+def bench_forward(batch: int, forwards: int, block: int) -> dict[str, Any]:
+    """Time bare, counted and NeuroBench forwards of the PopSAN actor, interleaved forward by forward.
+
+    The order of the variants rotates at every step, so none always runs first. Halfway, the
+    counted and bare copies swap roles. The counter's ``take`` runs once per ``block`` counted
+    forwards and is timed apart.
+    """
+    torch.manual_seed(0)
+    obs = torch.randn(batch, FORWARD_SPEC.obs_dim)
+    variants = ForwardVariants(build_actor("popsan", FORWARD_SPEC), obs)
+    runs = {"bare": variants.bare, "counted": variants.counted, "neurobench": variants.neurobench}
+    for run in runs.values():
+        run()
+
+    cpu: list[dict[str, list[float]]] = [{name: [] for name in runs}, {name: [] for name in runs}]
+    take_cpu = 0.0
+    order = list(runs)
+    for step in range(forwards):
+        half = cpu[0] if step < forwards // 2 else cpu[1]
+        if step == forwards // 2:
+            variants.counter.take("acting")
+            variants.swap()
+        for name in order:
+            start = time.process_time()
+            runs[name]()
+            half[name].append(time.process_time() - start)
+        order = order[1:] + order[:1]
+        if (step + 1) % block == 0 or step + 1 == forwards:
+            start = time.process_time()
+            counts = variants.counter.take("acting")
+            take_cpu += time.process_time() - start
+
+    agreement = compare_counts(counts, variants.metric)
+    variants.close()
+    return {"batch": batch, "forwards": forwards, "take_every": block, **added_costs(cpu, take_cpu / forwards),
+            "counts_per_sample": agreement}
+
+
+def added_costs(halves: list[dict[str, list[float]]], take_per_forward: float) -> dict[str, Any]:
+    """Return the CPU time each method adds to a bare forward, from the forward-by-forward differences.
+
+    The counter's figure is the mean of the two halves' medians, so the speed difference of the
+    two copies cancels. Half the gap between the halves is that difference.
+    """
+    pooled = {name: halves[0][name] + halves[1][name] for name in halves[0]}
+    figures: dict[str, Any] = {"cpu_s_per_forward_median": {name: statistics.median(v) for name, v in pooled.items()}}
+    for name in ("counted", "neurobench"):
+        per_half = [statistics.median(t - b for t, b in zip(half[name], half["bare"])) for half in halves]
+        differences = [t - b for t, b in zip(pooled[name], pooled["bare"])]
+        quartiles = statistics.quantiles(differences, n=4)
+        figures[f"{name}_added_s"] = {"median": sum(per_half) / 2, "per_half_median": per_half,
+                                      "quartiles": [quartiles[0], quartiles[2]]}
+    counter_added = figures["counted_added_s"]["median"] + take_per_forward
+    neurobench_added = figures["neurobench_added_s"]["median"]
+    figures["take_s_per_forward"] = take_per_forward
+    figures["counter_added_s_with_take"] = counter_added
+    figures["counter_overhead_pct"] = 100.0 * counter_added / figures["cpu_s_per_forward_median"]["bare"]
+    figures["neurobench_over_counter"] = neurobench_added / counter_added if counter_added > 0 else None
+    return figures
+
+
+def compare_counts(ours: OperationCounts, metric: Any) -> dict[str, float]:
+    """Return both counters' per-sample ACs; raise when they differ (a failed count would time as fast)."""
+    reference = metric.compute()
+    ours_ac = ours.ac / ours.samples
+    if abs(ours_ac - reference["Effective_ACs"]) > 1e-6 * max(1.0, ours_ac):
+        raise RuntimeError(f"OperationCounter counts {ours_ac} ACs per sample, NeuroBench {reference['Effective_ACs']}")
+    return {"counter_ac": ours_ac, "neurobench_ac": reference["Effective_ACs"],
+            "counter_effective_mac": ours.effective_mac / ours.samples, "neurobench_effective_mac": reference["Effective_MACs"]}
+
+
+# --------------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object (the only output format)")
-    parser.add_argument("--calls", type=int, default=20, help="actor forwards per timing round at batch 1 (default 20)")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds (default 9)")
-    parser.add_argument("--updates", type=int, default=10, help="TD3-like updates per timing round (default 10)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--steps", type=int, default=2500, help="environment steps per training run (default 2500)")
+    parser.add_argument("--learning-starts", type=int, default=500, help="random steps before updates start (default 500)")
+    parser.add_argument("--training-rounds", type=int, default=3, help="crossover pairs of training runs (default 3)")
+    parser.add_argument("--turn-steps", type=int, default=10, help="environment steps a trainer runs before passing the turn (default 10)")
+    parser.add_argument("--forwards", type=int, default=2000, help="timed forwards of each variant at batch 1; batch 256 runs a fifth (default 2000)")
+    parser.add_argument("--take-every", type=int, default=500, help="counted forwards per take() (default 500)")
+    parser.add_argument("--skip-training", action="store_true", help="run only the forward-pass benchmark")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
 
-    result = {
+    result: dict[str, Any] = {
         "tool": "tools/bench_energy.py",
         "torch": torch.__version__,
         "snntorch": snn.__version__,
-        "threads": args.threads,
+        "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        "machine": f"{platform.machine()} {platform.system()}",
-        "forward_batch_1": bench_forward(1, args.calls, args.rounds),
-        "forward_batch_256": bench_forward(256, max(1, args.calls // 10), args.rounds),
-        "td3_update_loop": bench_update_loop(args.updates, args.rounds),
+        "load_average_1min_start": os.getloadavg()[0],
+        "machine": f"{platform.machine()} {platform.system()} {platform.processor()}".strip(),
+        "forward_batch_1": bench_forward(1, args.forwards, args.take_every),
+        "forward_batch_256": bench_forward(256, max(1, args.forwards // 5), args.take_every),
     }
+    if not args.skip_training:
+        result["training"] = bench_training(args.steps, args.learning_starts, args.training_rounds, args.turn_steps)
+    result["load_average_1min_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
 
 

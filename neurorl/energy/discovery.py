@@ -106,6 +106,33 @@ def plan_module(root: nn.Module, prefix: str, seen: set[int]) -> tuple[list[Plan
     return plan, problems
 
 
+# Parameter-free modules that keep their input's shape, so that every Linear layer of a chain
+# of them gets the chain's rows.
+SHAPE_KEEPING: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Mish,
+    nn.Hardtanh, nn.ReLU6, nn.Dropout,
+)
+
+
+def dense_chain(module: nn.Module) -> list[nn.Linear] | None:
+    """Return the Linear layers of a plain ``nn.Sequential`` of dense Linear layers and shape-keeping activations.
+
+    Such a chain calls each Linear layer once per call, on the chain's rows (its input's
+    elements over the first layer's ``in_features``), so its MACs follow from its input shape.
+    Returns None for anything else: a subclass of ``nn.Sequential``, another child type, a
+    Linear layer not declared ``input_kind = "dense"``, or no Linear layer at all.
+    """
+    if type(module) is not nn.Sequential:
+        return None
+    layers = []
+    for child in module:
+        if type(child) is nn.Linear and getattr(child, "input_kind", None) == "dense":
+            layers.append(child)
+        elif type(child) not in SHAPE_KEEPING:
+            return None
+    return layers or None
+
+
 def is_neuron(module: nn.Module) -> bool:
     """Return whether ``module`` is counted as a neuron population (one update per output element)."""
     return isinstance(module, snn.SpikingNeuron) or isinstance(getattr(module, "neuron_model", None), str)

@@ -1,50 +1,26 @@
-"""Closed-form operation counts of one call of a synaptic layer (Linear, Conv, one-to-one).
+"""Closed-form pieces of the operation count of a synaptic layer (Linear, Conv, one-to-one).
 
 The count of a call is Σ over non-zero input elements of their fan-out (the non-zero weights
 they drive). It is the AC count of a spike-fed layer and the effective MAC count of a dense-fed
-one. The counts stay on the input's device as tensors, so no host synchronisation happens per
-call. The exceptions are :func:`detect_kind` and the CPU-only shortcut of :func:`linear_fanout`.
-
-For ``nn.Linear`` the count factorises as ``per_input · fanout``, with ``per_input`` the non-zero
+one. For ``nn.Linear`` it factorises as ``per_input · fanout``, with ``per_input`` the non-zero
 inputs per input feature summed over rows. Convolutions factorise the same way per input channel
 and position. The counter adds up the per-input counts across calls and takes the product
-(:func:`pending_values`) only when the weights or the input shape change or the counts are read.
-A spike call thus costs one pass over its input, and a dense call four.
+(:func:`pending_values`) only when the fan-out changes or the counts are read. The counts stay on
+the input's device as tensors, so no host synchronisation happens per call. The exceptions are
+:func:`detect_kind` and the CPU-only shortcut of :func:`zero_free`.
 
 Input kinds: ``"spike"`` (values in {0, 1}), ``"signed"`` (values in {−1, 0, 1}, NeuroBench's
-spike rule) and ``"dense"`` (anything else). The non-zero indicator of a dense input is
-``ceil(min(|x|, 1))``, because float arithmetic is several times faster than a comparison
-producing a bool tensor on CPU (torch 2.13, AVX2). NaN stays NaN through it, so a NaN input turns
-the counts into NaN, which the counter reports. Column sums are taken in float32 (float64 for
-float64 inputs), which is exact while a call has fewer than 2**24 rows.
+spike rule) and ``"dense"`` (anything else). NaN stays NaN through every indicator here, so a NaN
+input turns the counts into NaN, which the counter reports.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@dataclass
-class SynapseCall:
-    """Counts of one call of one synaptic layer.
-
-    ``per_input`` (Linear and Conv) still has to be multiplied by the fan-out. Other layers
-    return their finished ``ops`` and ``nonzero`` counts. ``gap`` and ``extremes`` are the spike check
-    of :func:`spike_check`, present only when it ran.
-    """
-
-    rows: int
-    connections: int
-    out_units: int
-    per_input: torch.Tensor | None = None
-    ops: torch.Tensor | None = None
-    nonzero: torch.Tensor | None = None
-    gap: torch.Tensor | None = None
-    extremes: torch.Tensor | None = None
 
 
 def nonzero_indicator(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -73,25 +49,31 @@ def nan_probe(x: torch.Tensor) -> torch.Tensor:
     return x.sum(dtype=torch.float64)
 
 
-def column_sums(values: torch.Tensor) -> torch.Tensor:
-    dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
-    return values.sum(0, dtype=dtype)
+FLOAT32_EXACT_ROWS = 2**24
+"""Rows up to which a float32 sum of 0/1 values is exact (every integer up to 2**24 is a float32)."""
+
+
+def zero_free(weight: torch.Tensor) -> bool:
+    """Return whether a CPU floating-point weight has no zero and no NaN, with one min(|W|) reduction.
+
+    Other devices return False, because the test would need a host synchronisation.
+    """
+    if weight.device.type != "cpu" or not weight.numel() or not weight.is_floating_point():
+        return False
+    return bool(weight.detach().abs().amin().item() > 0)
 
 
 def linear_fanout(weight: torch.Tensor) -> torch.Tensor | float:
     """Return the non-zero weights in each input column of a Linear weight [out, in].
 
-    On CPU a weight without zeros (the usual case after training) is recognised with one
-    min(|W|) reduction, and the number of outputs is returned as a plain float. That is cheaper
-    than the per-column count at every optimizer step, and consecutive zero-free versions share
-    one fan-out. On other devices the test would need a host synchronisation, so the per-column
-    tensor is always computed there.
+    A weight that passes :func:`zero_free` (the usual case after training) drives every output
+    from every input, so the number of outputs is returned as a plain float. That is cheaper than
+    the per-column count at every optimizer step, and consecutive zero-free versions share one
+    fan-out, so their pending counts need no flush.
     """
-    weight = weight.detach()
-    if weight.device.type == "cpu" and weight.numel() and weight.is_floating_point():
-        if weight.abs().amin().item() > 0:
-            return float(weight.shape[0])
-    return nonzero_indicator(weight, "dense").sum(0, dtype=torch.float64)
+    if zero_free(weight):
+        return float(weight.shape[0])
+    return nonzero_indicator(weight.detach(), "dense").sum(0, dtype=torch.float64)
 
 
 def spike_check(flat: torch.Tensor, indicator_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,113 +94,50 @@ def spike_check(flat: torch.Tensor, indicator_total: torch.Tensor) -> tuple[torc
     return gap, torch.stack((-low.to(torch.float64), high.to(torch.float64)))
 
 
-def linear_call(layer: nn.Linear, x: torch.Tensor, kind: str, check: bool) -> SynapseCall:
-    """Count one call of ``nn.Linear`` up to the fan-out product (see :class:`SynapseCall`)."""
-    if x.dim() == 0 or x.shape[-1] != layer.in_features:
-        raise ValueError(f"input of shape {tuple(x.shape)} does not match in_features={layer.in_features} of {layer}")
-    flat = x.reshape(-1, layer.in_features)
-    rows = flat.shape[0]
-    per_input = column_sums(nonzero_indicator(flat, kind))
-    call = SynapseCall(rows, rows * layer.in_features * layer.out_features, layer.out_features, per_input=per_input)
-    _add_checks(call, flat, kind, check)
-    return call
-
-
-def _add_checks(call: SynapseCall, flat: torch.Tensor, kind: str, check: bool) -> None:
-    if kind != "dense" and check:
-        total = call.per_input.sum() if call.per_input is not None else call.nonzero
-        call.gap, call.extremes = spike_check(flat, total)
-
-
-def elementwise_call(layer: nn.Module, x: torch.Tensor, kind: str, check: bool) -> SynapseCall:
-    """Count one call of snnTorch's ``RecurrentOneToOne`` (``x * V``): fan-out 1 where V ≠ 0."""
-    width = x.shape[-1] if x.dim() else 1
-    flat = x.reshape(-1, width)
-    rows = flat.shape[0]
-    weight = torch.as_tensor(layer.V, device=x.device).detach()
-    fanout = torch.broadcast_to(nonzero_indicator(weight.to(torch.float64), "dense"), (width,))
-
-    per_input = column_sums(nonzero_indicator(flat, kind))
-    ops = torch.dot(per_input.to(torch.float64), fanout)
-    nonzero = per_input.sum().to(torch.float64)
-    call = SynapseCall(rows, rows * width, width, ops=ops, nonzero=nonzero)
-    _add_checks(call, flat, kind, check)
-    return call
-
-
-def conv_call(
-    layer: nn.modules.conv._ConvNd,
-    x: torch.Tensor,
-    kind: str,
-    connections: dict[tuple[int, tuple[int, ...]], tuple[int, int]],
-    check: bool,
-) -> SynapseCall:
-    """Count one call of ``nn.Conv1d/2d/3d`` up to the fan-out product (see :func:`pending_values`).
-
-    The fan-out of an input element depends on its position, so the pending count is the
-    non-zero indicator summed over the batch, per input channel and position: [C_in, *spatial].
-    """
-    spatial_dims = len(layer.kernel_size)
-    batched = x.dim() == spatial_dims + 2
-    if not batched and x.dim() != spatial_dims + 1:
-        raise ValueError(f"input of shape {tuple(x.shape)} has the wrong rank for {layer}")
-    if x.shape[-spatial_dims - 1] != layer.in_channels:
-        raise ValueError(f"input of shape {tuple(x.shape)} does not match in_channels={layer.in_channels} of {layer}")
-    rows = x.shape[0] if batched else 1
-
-    active = nonzero_indicator(x, kind)
-    per_position = column_sums(active) if batched else active.to(torch.float32)
-    per_sample, out_units = conv_connections(layer, tuple(per_position.shape), connections)
-    call = SynapseCall(rows, rows * per_sample, out_units, per_input=per_position)
-    _add_checks(call, x.reshape(rows, -1), kind, check)
-    return call
-
-
-def pending_values(layer: nn.Module, pending: torch.Tensor, fanout: torch.Tensor) -> torch.Tensor:
+def pending_values(layer: nn.Module, pending: torch.Tensor, fanout: torch.Tensor | float) -> torch.Tensor:
     """Return float64 [ops, non-zero inputs] of summed per-input counts and their layer's fan-out.
 
-    For a Linear layer ``pending`` is [in] and ``fanout`` [in]. For a convolution ``pending`` is
+    For a Linear layer ``pending`` is [in] and ``fanout`` [in]. For a one-to-one layer
+    ``pending`` is [width] and ``fanout`` broadcasts to it. For a convolution ``pending`` is
     [C_in, *spatial] and ``fanout`` [C_in, *kernel]. The pending counts are first summed over the
     input positions each kernel tap reads (:func:`window_sums`). Each tap is then weighted by the
-    non-zero weights it meets in its own group (:func:`conv_fanout`).
+    non-zero weights it meets in its own group (:func:`conv_fanout`). A float ``fanout`` (from
+    :func:`layer_fanout`) is the same for every input or tap.
     """
     pending = pending.to(torch.float64)
-    fanout = fanout.to(pending.device)
     if isinstance(layer, nn.modules.conv._ConvNd):
-        taps = pending if _kernel_covers_input(layer, pending.shape[1:]) else window_sums(layer, pending)[0]
-        ops = torch.dot(taps.reshape(-1), fanout.reshape(-1))
+        taps = pending if kernel_covers_input(layer, pending.shape[1:]) else window_sums(layer, pending)[0]
     else:
-        ops = torch.dot(pending, fanout)
+        taps = pending
+    if isinstance(fanout, float):
+        ops = taps.sum() * fanout
+    else:
+        ops = (taps * fanout.to(pending.device)).sum()
     return torch.stack((ops, pending.sum()))
 
 
-def layer_fanout(layer: nn.Module, weight: torch.Tensor) -> torch.Tensor | float:
-    """Return the fan-out of ``layer`` for :func:`pending_values` (a float for zero-free Linear on CPU)."""
+def layer_fanout(layer: nn.Module, weight: torch.Tensor | float) -> torch.Tensor | float:
+    """Return the fan-out of ``layer`` for :func:`pending_values`.
+
+    A float when the weight passes :func:`zero_free`: the outputs of a Linear layer, the output
+    channels per group of a convolution, or 1 for a one-to-one layer (``weight`` is then its
+    ``V``, a tensor or a number). A float64 tensor otherwise.
+    """
     if isinstance(layer, nn.modules.conv._ConvNd):
+        if zero_free(weight):
+            return float(layer.out_channels // layer.groups)
         return conv_fanout(layer, weight.detach())
-    return linear_fanout(weight)
-
-
-def shape_call(layer: nn.Module, x: torch.Tensor, connections: dict[tuple[int, tuple[int, ...]], tuple[int, int]]) -> SynapseCall:
-    """Return rows, connections and output units of one call from shapes alone (no data pass)."""
     if isinstance(layer, nn.Linear):
-        if x.dim() == 0 or x.shape[-1] != layer.in_features:
-            raise ValueError(f"input of shape {tuple(x.shape)} does not match in_features={layer.in_features} of {layer}")
-        rows = x.numel() // layer.in_features if layer.in_features else 0
-        return SynapseCall(rows, rows * layer.in_features * layer.out_features, layer.out_features)
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        spatial_dims = len(layer.kernel_size)
-        batched = x.dim() == spatial_dims + 2
-        rows = x.shape[0] if batched else 1
-        per_sample, out_units = conv_connections(layer, tuple(x.shape[1:] if batched else x.shape), connections)
-        return SynapseCall(rows, rows * per_sample, out_units)
-    width = x.shape[-1] if x.dim() else 1
-    rows = x.numel() // width if width else 0
-    return SynapseCall(rows, rows * width, width)
+        return linear_fanout(weight)
+    if not isinstance(weight, torch.Tensor):
+        return 1.0 if weight != 0 else 0.0
+    if zero_free(weight):
+        return 1.0
+    return nonzero_indicator(weight.detach(), "dense").to(torch.float64)
 
 
-def _kernel_covers_input(layer: nn.modules.conv._ConvNd, spatial: torch.Size) -> bool:
-    # One output position reading every input once (the population decoder): taps are the inputs.
+def kernel_covers_input(layer: nn.modules.conv._ConvNd, spatial: torch.Size) -> bool:
+    """Return whether one output position reads every input once (the population decoder), so taps are the inputs."""
     unpadded = not any(layer._reversed_padding_repeated_twice)
     undilated = all(d == 1 for d in layer.dilation)
     return unpadded and undilated and tuple(spatial) == tuple(layer.kernel_size)

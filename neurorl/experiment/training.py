@@ -256,12 +256,16 @@ class Trainer:
         summary rather than after every update: a take costs about as much as counting a whole
         update, and the sums it books are the same.
         """
-        mark = time.perf_counter()
         online = self.counter.take("learning")
         self.ledger.book("learning", online)
         self.ledger.book_backward_estimate(online)
         self.ledger.book("learning", self.target_counter.take("learning"))
-        self._time("energy", mark)
+
+    def _collect_counting_time(self) -> None:
+        """Move the counters' own timing (wrappers, hooks and takes) into ``timing_s.energy``."""
+        for counter in (self.counter, self.target_counter):
+            self.state.timing["energy"] += getattr(counter, "seconds", 0.0)
+            counter.seconds = 0.0
 
     def _replay_check(self, step: int, mark: float) -> float:
         def policy(states: np.ndarray) -> np.ndarray:
@@ -383,8 +387,12 @@ class Trainer:
         }
 
     def _timing(self) -> dict[str, float]:
-        """Return wall seconds per part; ``update`` splits into critic and actor updates, the rest
-        of it being sampling glue and energy counting of learning passes."""
+        """Return wall seconds per part; ``update`` splits into critic and actor updates.
+
+        ``energy`` is the operation counters' own time, which also lies inside ``acting``,
+        ``update`` and ``evaluation`` because the counting runs within those forward passes.
+        """
+        self._collect_counting_time()
         timing = dict(self.state.timing)
         timing.update(self.agent.seconds)
         return timing
@@ -411,6 +419,7 @@ class Trainer:
         # checkpoint is complete; interrupted and uninterrupted runs book at the same steps.
         self._book_learning()
         self.ledger.book("acting", self.counter.take("acting"))
+        self._collect_counting_time()
         ckpt.save_checkpoint(self.run_dir, {
             "loop": asdict(self.state),
             "agent": self.agent.state_dict(),
