@@ -1042,7 +1042,8 @@ class OperationCounter:
 def _watch_optimizers(counter: OperationCounter) -> torch.utils.hooks.RemovableHandle:
     """Register a step hook on every optimizer that passes the weights it changed to ``counter``.
 
-    The hook holds the counter weakly and is removed when the counter is garbage collected.
+    The hook keeps only a weak reference to the counter and is removed when the counter is
+    garbage collected.
     """
     reference = weakref.ref(counter)
 
