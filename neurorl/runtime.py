@@ -39,7 +39,7 @@ def configure(threads: int, retain_memory: bool) -> bool:
 
 @functools.cache
 def retain_freed_memory() -> bool:
-    """Keep freed blocks below 32 MiB in the heap, trimmed only past 2 GiB; return False without glibc.
+    """Keep freed blocks below 32 MiB in the heap, trimmed only past 2 GiB. Return False without glibc.
 
     Applies to the whole process and cannot be undone, so it is done once.
     """

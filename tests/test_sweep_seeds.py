@@ -22,6 +22,7 @@ from neurorl.config import ConfigError
 from neurorl.experiment import sweep_backends
 from neurorl.experiment.multiseed import train_seeds
 from neurorl.experiment.rundir import to_toml, write_json_atomic
+from test_sweep import toml_value
 from neurorl.experiment.sweep import run_sweep
 from neurorl.experiment.sweep_backends import RunJob, SeedGroupJob, train_seed_group
 from neurorl.experiment.sweep_grid import plan_sweep
@@ -46,14 +47,6 @@ for run_dir in sys.argv[2:]:
     (run_dir / "fake_job.json").write_text(json.dumps(record))
     (run_dir / "summary.json").write_text('{"eval_return": 0.0}')
 """
-
-
-def toml_value(value):
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def write_sweep(path, base, grid, settings=None):

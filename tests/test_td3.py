@@ -93,7 +93,7 @@ def test_state_dict_round_trip_restores_everything():
 
 @pytest.mark.slow
 def test_compiled_losses_match_eager_and_counts():
-    """torch.compile changes rounding at most; the energy counter sees the same layer calls."""
+    """torch.compile changes rounding at most, and the energy counter books the same layer calls."""
     import shutil
 
     from neurorl.energy import OperationCounter

