@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neurorl.snn.actors import ActorSpec, MLPActor, PopSpikingActor, build_actor
-from neurorl.snn.decoding import PopulationDecoder
+from neurorl.snn.decoding import CoveringConv1d, PopulationDecoder
 from neurorl.snn.encoding import PopulationEncoder
 
 
@@ -54,6 +54,41 @@ def test_decoder_is_grouped_per_action_dimension():
     weight, bias = decoder.conv.weight.detach(), decoder.conv.bias.detach()
     expected = [(weight[k, 0] * rates[0, 3 * k : 3 * k + 3]).sum() + bias[k] for k in range(2)]
     assert torch.allclose(decoder(rates)[0], torch.stack(expected))
+
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_covering_conv_equals_conv1d(batch):
+    torch.manual_seed(3)
+    conv = CoveringConv1d(6, 6, kernel_size=10, groups=6)
+    reference = torch.nn.Conv1d(6, 6, kernel_size=10, groups=6)
+    reference.load_state_dict(conv.state_dict())
+    x = torch.randn(batch, 6, 10, requires_grad=True)
+    x_reference = x.detach().clone().requires_grad_(True)
+
+    out, expected = conv(x), reference(x_reference)
+    assert out.shape == expected.shape == (batch, 6, 1)
+    torch.testing.assert_close(out, expected)
+
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, x_reference.grad)
+    torch.testing.assert_close(conv.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(conv.bias.grad, reference.bias.grad)
+
+
+def test_covering_conv_falls_back_to_conv1d():
+    torch.manual_seed(4)
+    conv = CoveringConv1d(4, 4, kernel_size=3, groups=4, bias=False)
+    reference = torch.nn.Conv1d(4, 4, kernel_size=3, groups=4, bias=False)
+    reference.load_state_dict(conv.state_dict())
+    longer = torch.randn(2, 4, 8)
+    torch.testing.assert_close(conv(longer), reference(longer))
+    covering = torch.randn(2, 4, 3)
+    torch.testing.assert_close(conv(covering), reference(covering))
+    conv.padding = reference.padding = (1,)
+    torch.testing.assert_close(conv(covering), reference(covering))
 
 
 @pytest.mark.parametrize("neuron", ["leaky", "clif"])

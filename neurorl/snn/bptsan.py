@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurorl.snn.actors import ActorHead, ActorSpec, register_actor
-from neurorl.snn.decoding import PopulationDecoder
+from neurorl.snn.decoding import CoveringConv1d, PopulationDecoder
 from neurorl.snn.encoding import PopulationEncoder
 from neurorl.snn.neurons import make_neuron
 
@@ -61,7 +61,7 @@ class DendriticLayer(nn.Module):
         self.branches = branches
         self.branch = nn.Linear(in_features, out_features * branches)
         self.branch.input_kind = "spike"
-        self.soma = nn.Conv1d(out_features, out_features, kernel_size=branches, groups=out_features)
+        self.soma = CoveringConv1d(out_features, out_features, kernel_size=branches, groups=out_features)
         self.soma.input_kind = "dense"
         with torch.no_grad():
             self.soma.weight.fill_(1.0)

@@ -293,7 +293,12 @@ class _LIFSequence(torch.autograd.Function):
     def forward(ctx, currents, beta, threshold, alpha, reset, spike_grad, time_dim):  # type: ignore[override]
         output, membranes, leak = (torch.empty_like(currents) for _ in range(3))
         steps, spikes, mems, leaks = (t.movedim(time_dim, 0) for t in (currents, output, membranes, leak))
+        # o_t is 0 or 1, so β + (−β)·o_t equals β·(1 − o_t) exactly: one scaled addition makes
+        # the leak in one operation instead of two. Its scale must be a Python number, so it is
+        # read once here on CPU, and a β on another device keeps two operations (no host sync).
         negative_beta = -beta
+        leak_scale = -float(beta) if beta.device.type == "cpu" and beta.numel() == 1 else None
+        full_leak = torch.ones((), dtype=currents.dtype, device=currents.device) if reset == "snntorch_zero" else None
 
         syn = None
         for t in range(steps.shape[0]):
@@ -314,9 +319,12 @@ class _LIFSequence(torch.autograd.Function):
 
             torch.gt(mems[t], threshold, out=spikes[t])
             if reset == "popsan":
-                torch.mul(spikes[t], negative_beta, out=leaks[t]).add_(beta)
+                if leak_scale is None:
+                    torch.mul(spikes[t], negative_beta, out=leaks[t]).add_(beta)
+                else:
+                    torch.add(beta, spikes[t], alpha=leak_scale, out=leaks[t])
             elif reset == "snntorch_zero":
-                torch.mul(spikes[t], -1, out=leaks[t]).add_(1)
+                torch.add(full_leak, spikes[t], alpha=-1, out=leaks[t])
 
         ctx.save_for_backward(membranes, leak, beta, threshold, alpha)
         ctx.reset, ctx.spike_grad, ctx.time_dim = reset, spike_grad, time_dim

@@ -6,8 +6,8 @@ axis, and every activation carries the seed axis first: observations [K, B, obs_
 ``nn.Linear``'s [out, in] layout, so each seed's product is the same GEMM as ``F.linear`` and
 gives bitwise equal outputs on CPU (torch 2.13). The neuron dynamics are elementwise on
 [K, T, B, N] with the equations of :func:`neurorl.snn.neurons.lif_sequence`. PopSAN's grouped
-Conv1d decoder becomes one Conv1d with K·act_dim groups, which runs the per-seed decoder's
-kernel and so is bitwise equal too (an einsum differs by rounding).
+Conv1d decoder becomes one depthwise product over K·act_dim channels, the arithmetic of each
+seed's decoder, and so is bitwise equal too (an einsum differs by rounding).
 
 Seed k's slice never reads another seed's values, so seeds stay independent. Every ``forward``
 takes ``seeds``, a slice of the stack, to run only those seeds (the resilient replay check runs
@@ -38,7 +38,7 @@ from neurorl.energy.counting import EFFECTIVE_MAC_PHASES, PHASES
 from neurorl.energy.counts import OperationCounts
 from neurorl.energy.synapses import nonzero_indicator
 from neurorl.snn.actors import MLPActor, PopSpikingActor
-from neurorl.snn.decoding import PopulationDecoder
+from neurorl.snn.decoding import PopulationDecoder, depthwise_dot
 from neurorl.snn.encoding import PopulationEncoder
 from neurorl.snn.neurons import CurrentLIF, NeuronLayer, lif_sequence, reset_kind
 
@@ -571,7 +571,8 @@ class StackedPopulationEncoder(StackedModule):
 class StackedPopulationDecoder(StackedModule):
     """K PopSAN decoders: firing rates [K, B, act_dim·pop_size] → pre-activations [K, B, act_dim].
 
-    One Conv1d with K·act_dim groups runs the same kernel as each seed's grouped Conv1d.
+    One depthwise product over K·act_dim channels (:func:`depthwise_dot`) runs the same arithmetic as
+    each seed's decoder.
     """
 
     def __init__(self, decoders: Sequence[PopulationDecoder]) -> None:
@@ -594,7 +595,7 @@ class StackedPopulationDecoder(StackedModule):
         grouped = firing_rate.view(stacked, batch, self.act_dim, self.pop_size).transpose(0, 1)
         weight = _pick(self.weight, seeds).reshape(channels, 1, self.pop_size)
         bias = _pick(self.bias, seeds).reshape(channels)
-        out = F.conv1d(grouped.reshape(batch, channels, self.pop_size), weight, bias, groups=channels)
+        out = depthwise_dot(grouped.reshape(batch, channels, self.pop_size), weight, bias)
         return out.view(batch, stacked, self.act_dim).transpose(0, 1)
 
     @torch.no_grad()
