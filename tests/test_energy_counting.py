@@ -1257,3 +1257,79 @@ def test_dense_chain_counts_zeros_in_acting():
     expected = sum(brute_force_ops(layer, x) for layer, x in ((critic.net[0], inputs), (critic.net[2], hidden1), (critic.net[4], hidden2)))
     assert counts.effective_mac == expected
     assert counts.effective_mac < counts.mac
+
+
+def test_zero_free_spike_layer_total_follows_weight_zeros():
+    # Inputs of 500 x 12 are past the elementwise layout, so a weight without zeros sums them to
+    # one total. Zero weights must switch every phase to per-input counts, and restored ones back.
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(0)) + 0.5)
+    net = nn.Sequential(layer)
+    counter = OperationCounter(net, spike_check_calls=0)
+    expected = {"acting": [0, 0], "learning": [0, 0]}
+    plan = ["learning", "acting", "learning", "zero", "acting", "learning", "restore", "acting", "learning", "learning"]
+    for seed, step in enumerate(plan):
+        with torch.no_grad():
+            if step == "zero":
+                layer.weight[2, 3] = 0.0
+                layer.weight[:, 7] = 0.0
+                continue
+            if step == "restore":
+                layer.weight[2, 3] = 0.25
+                layer.weight[:, 7] = 0.75
+                continue
+        x = spike_input(batch=500, steps=1, seed=seed).reshape(500, 12)
+        with torch.no_grad(), counter.phase(step):
+            net(x)
+        expected[step][0] += brute_force_ops(layer, x)
+        expected[step][1] += int(x.sum())
+    for phase, (ac, spikes) in expected.items():
+        counts = counter.take(phase)
+        assert (counts.ac, counts.spike_inputs) == (ac, spikes), phase
+    counter.remove()
+
+
+def test_zero_free_spike_layer_total_after_dtype_change():
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(1)) + 0.5)
+    counter = OperationCounter(layer, spike_check_calls=0)
+    expected = 0
+    for seed, dtype in enumerate([torch.float32, torch.float32, torch.float64, torch.float64, torch.float32]):
+        layer.to(dtype)
+        x = spike_input(batch=400, steps=1, seed=seed).reshape(400, 12).to(dtype)
+        with torch.no_grad(), counter.phase("learning"):
+            layer(x)
+        expected += brute_force_ops(layer, x)
+    assert counter.take("learning").ac == expected
+    counter.remove()
+
+
+
+def test_fanout_follows_added_param_group():
+    first, second = nn.Linear(2, 3, bias=False), nn.Linear(3, 2, bias=False)
+    for layer in (first, second):
+        layer.input_kind = "spike"
+        with torch.no_grad():
+            layer.weight.fill_(0.5)
+    net = nn.Sequential(first, second)
+    optimizer = torch.optim.SGD(first.parameters(), lr=0.5, fused=True)
+    counter = OperationCounter(net, spike_check_calls=0)
+    spikes = torch.ones(4, 2)
+    expected = 0
+    for step in range(4):
+        if step == 1:
+            # The counter has seen this optimizer with one group; the new group must be followed too.
+            optimizer.add_param_group({"params": second.parameters()})
+        with torch.no_grad(), counter.phase("learning"):
+            net(spikes)
+        expected += brute_force_ops(first, spikes) + brute_force_ops(second, torch.ones(4, 3))
+        first.weight.grad = torch.zeros(3, 2)
+        second.weight.grad = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        optimizer.step()
+    counts = counter.take("learning")
+    counter.remove()
+    assert counts.ac == expected

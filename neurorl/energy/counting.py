@@ -27,8 +27,10 @@ wrapper only tests the phase stack and calls the class's forward. Inside, it cou
 calls inline and adds the time of that work to ``OperationCounter.seconds``.
 
 A call of a synaptic layer adds its input's non-zero indicator to a per-layer accumulator, in
-place: elementwise for inputs of at most 4096 elements (the batch-1 calls of acting), else as
-column sums with one ``addmm_`` against a cached ones row. A spike input is its own indicator.
+place: elementwise for inputs of at most 4096 elements (the batch-1 calls of acting), as one sum
+for larger spike inputs of a Linear layer whose weight has no zero (every input then has the same
+fan-out), else as column sums with one ``addmm_`` against a cached ones row. A spike input is its
+own indicator.
 A dense input first goes through a zero indicator (two elementwise operations), except that a
 dense CPU input of at most 128 elements is counted on the host from one ``tolist``. The
 accumulator is multiplied by the fan-out only when the fan-out changes or the counts are read.
@@ -103,11 +105,13 @@ HostValues = dict[str, list[float]]
 class _Accumulator:
     """Counts of a layer's input indicators since the last flush, updated in place.
 
-    Two layouts, fixed at creation. For calls of at most ``_ELEMENTWISE_ELEMENTS`` input elements
+    Three layouts, fixed at creation. For calls of at most ``_ELEMENTWISE_ELEMENTS`` input elements
     ``values`` has the input's shape [rows, features] and each call adds its input elementwise
-    (one cheap operation; the rows are summed when the counts are read). Otherwise ``values``
-    has the per-sample shape ``shape`` ([features], or [C, *spatial] for a convolution) and each
-    call adds its column sums with one matrix product, ones[1, rows] @ matrix[rows, features].
+    (one cheap operation; the rows are summed when the counts are read). A ``total`` accumulator
+    (spike input of a Linear layer whose weight has no zero, so that every input has the same
+    fan-out) keeps one float64 sum, and each call adds its input's sum, one reduction. Otherwise
+    ``values`` has the per-sample shape ``shape`` ([features], or [C, *spatial] for a convolution)
+    and each call adds its column sums with one matrix product, ones[1, rows] @ matrix[rows, features].
     ``values`` is kept across flushes and takes (:meth:`clear` zeroes it). It is created outside
     inference mode, so that it can be updated in place both inside and outside
     ``torch.inference_mode``. Every row enters multiplied by ``scale``.
@@ -115,23 +119,37 @@ class _Accumulator:
 
     __slots__ = (
         "values", "row", "shape", "dtype", "device", "is_cpu", "rows", "max_rows", "scale", "ones", "ones_rows",
-        "counts_zeros", "elementwise", "input_shape", "room",
+        "counts_zeros", "elementwise", "total", "input_shape", "room",
     )
 
     def __init__(
-        self, shape: torch.Size, dtype: torch.dtype, device: torch.device, scale: float, counts_zeros: bool, call_rows: int
+        self,
+        shape: torch.Size,
+        dtype: torch.dtype,
+        device: torch.device,
+        scale: float,
+        counts_zeros: bool,
+        call_rows: int,
+        total: bool = False,
     ) -> None:
         # call_rows > 0 selects the elementwise layout for calls of exactly that many rows.
         self.elementwise = call_rows > 0
+        self.total = total and not self.elementwise and scale == 1.0 and not counts_zeros
         width = shape.numel()
         with torch.inference_mode(False):
-            self.values = torch.zeros((call_rows, width) if self.elementwise else shape, dtype=dtype, device=device)
+            if self.total:
+                self.values = torch.zeros(1, dtype=torch.float64, device=device)
+            else:
+                self.values = torch.zeros((call_rows, width) if self.elementwise else shape, dtype=dtype, device=device)
         self.row = self.values.view(1, -1)
         self.shape, self.dtype, self.device, self.is_cpu = shape, dtype, self.values.device, self.values.is_cpu
         self.rows = 0
         # Read from the module at creation, so a test can lower the limit. Each element of an
-        # elementwise accumulator counts at most one per call, so the limit holds for it too.
+        # elementwise accumulator counts at most one per call, so the limit holds for it too. A
+        # total adds one call's float32 sum, exact while that call has at most 2**24 elements.
         self.max_rows = FLOAT32_EXACT_ROWS if dtype == torch.float32 else 2**53
+        if self.total and dtype == torch.float32:
+            self.max_rows = max(1, FLOAT32_EXACT_ROWS // max(1, width))
         self.scale = scale
         self.ones = torch.empty(0)
         # Rows of the calls that the wrapper's inlined path may add: input_shape is their matrix
@@ -145,8 +163,12 @@ class _Accumulator:
     def takes(self, x: torch.Tensor, rows: int) -> bool:
         """Return whether ``rows`` more rows of ``x`` (of this dtype and device) can be added exactly."""
         same_device = (self.is_cpu and x.is_cpu) or self.device == x.device
-        fits = rows == self.ones_rows if self.elementwise else True
-        return fits and self.dtype is x.dtype and self.rows + rows <= self.max_rows and same_device
+        if self.total:
+            # Each call's float32 sum must be exact. The float64 total then stays exact up to 2**53.
+            fits = rows <= self.max_rows
+        else:
+            fits = self.rows + rows <= self.max_rows and (rows == self.ones_rows if self.elementwise else True)
+        return fits and self.dtype is x.dtype and same_device
 
     def add(self, matrix: torch.Tensor) -> None:
         """Add ``matrix`` [rows, features]: elementwise, or its column sums with one matrix product."""
@@ -155,6 +177,13 @@ class _Accumulator:
             return
         if self.elementwise:
             self.values.add_(matrix)
+            self.rows += rows
+            return
+        if self.total:
+            self.values.add_(matrix.sum())
+            self.input_shape = matrix.shape
+            self.ones_rows = rows
+            self.room = 2**62
             self.rows += rows
             return
         if self.ones_rows != rows:
@@ -372,6 +401,9 @@ class _Site:
         if not unchanged:
             self.flush()
             self.fanout = fanout
+            # A total accumulator is only right for a float fan-out, so every phase's next
+            # call goes through the full path, which picks the layout for the new fan-out.
+            self.ready[:] = [None] * len(self.ready)
         self.weight, self.weight_version, self.weight_pointer = weight, version, pointer
 
     def flush(self) -> None:
@@ -383,6 +415,15 @@ class _Site:
                     record.add_sums(_VALUE_KIND[group], values)
                     accumulator.clear()
 
+    def totals(self, group: str, elements: int) -> bool:
+        """Return whether calls of ``elements`` inputs of ``group`` are summed to one total.
+
+        That is a spike input of a Linear layer with a float fan-out, too large for the elementwise
+        layout and small enough for an exact float32 sum.
+        """
+        large = _ELEMENTWISE_ELEMENTS < elements <= FLOAT32_EXACT_ROWS
+        return large and group == "spike" and isinstance(self.fanout, float) and isinstance(self.module, nn.Linear)
+
     def accumulator(self, record: _Tally, phase: int, group: str, x: torch.Tensor, sample_shape: torch.Size, rows: int) -> _Accumulator:
         """Return the accumulator of ``group`` ready to take ``rows`` more rows like ``x``.
 
@@ -390,7 +431,9 @@ class _Site:
         and replaced by the kept buffer of (``phase``, ``group``) or a new one.
         """
         accumulator = record.accumulators.get(group)
-        if accumulator is not None and accumulator.shape == sample_shape and accumulator.takes(x, rows):
+        total = self.totals(group, rows * sample_shape.numel())
+        matches = accumulator is not None and accumulator.shape == sample_shape and accumulator.total == total
+        if matches and accumulator.takes(x, rows):
             return accumulator
         if accumulator is not None and accumulator.rows:
             record.add_sums(_VALUE_KIND[group], pending_values(self.module, accumulator.nonzero_values(), self.fanout))
@@ -406,13 +449,15 @@ class _Site:
         Calls of ``rows`` rows of at most ``_ELEMENTWISE_ELEMENTS`` elements get the elementwise layout.
         """
         call_rows = rows if scale == 1.0 and 0 < rows * shape.numel() <= _ELEMENTWISE_ELEMENTS else 0
+        total = scale == 1.0 and self.totals(group, rows * shape.numel())
         accumulator = self.buffers.get((phase, group))
         matches = accumulator is not None and accumulator.shape == shape and accumulator.dtype == dtype
         if matches:
-            matches = accumulator.device == device and accumulator.elementwise == (call_rows > 0)
+            matches = accumulator.device == device and accumulator.elementwise == (call_rows > 0) and accumulator.total == total
             matches = matches and (not call_rows or accumulator.ones_rows == call_rows)
         if not matches:
-            accumulator = self.buffers[(phase, group)] = _Accumulator(shape, dtype, device, scale, group == _DENSE_ZEROS, call_rows)
+            accumulator = _Accumulator(shape, dtype, device, scale, group == _DENSE_ZEROS, call_rows, total)
+            self.buffers[(phase, group)] = accumulator
         accumulator.clear()
         return accumulator
 
@@ -500,6 +545,9 @@ class OperationCounter:
         self._removed = False
         self._register(modules)
         self._weighted = [site for site in self._sites if site.role == "synapse"]
+        # Per optimizer: the (id, length) of its parameter lists when last seen, and the sites they feed.
+        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[list[tuple[int, int]], list[_Site]]]
+        self._stepped_sites = weakref.WeakKeyDictionary()
         self._optimizer_hook = _watch_optimizers(self)
 
     # ----------------------------------------------------------------------------- public API
@@ -690,7 +738,7 @@ class OperationCounter:
                 record = tallies[stack[-1]]
                 record.calls += 1
                 first = args[0] if args else None
-                if isinstance(first, torch.Tensor):
+                if type(first) is torch.Tensor:
                     record.rows += first.shape[0] if first.dim() > 1 else 1
                 else:
                     record.rows += _leading_rows(args, kwargs)
@@ -710,7 +758,7 @@ class OperationCounter:
                 counter._neuron_calls += 1
                 record = tallies[stack[-1]]
                 record.calls += 1
-                spikes = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+                spikes = output if type(output) is torch.Tensor else _first_tensor(output)
                 if spikes is not None:
                     record.neuron_updates += spikes.numel()
                 counter.seconds += perf_counter() - start
@@ -719,16 +767,42 @@ class OperationCounter:
         return forward
 
     def _encoder_wrapper(self, site: _Site) -> Callable:
+        """Return the wrapper of a population encoder, with a small CPU observation batch counted inline.
+
+        That call (the acting batch) books its MACs from the shape and tests the observations for
+        NaN and ±inf on the host. Its spikes come from a counted neuron, which books their updates.
+        Every other call takes :meth:`_count_encoder`.
+        """
         counter, stack, tallies, encoder, count = self, self._stack, site.tallies, site.module, self._count_encoder
         class_forward = type(encoder).forward
+        units = site.encoder_units
 
         def forward(self_: nn.Module, *args: Any, **kwargs: Any) -> Any:
             if not stack or self_ is not encoder:
                 return class_forward(self_, *args, **kwargs)
-            site.neuron_calls_before = counter._neuron_calls
+            calls_before = site.neuron_calls_before = counter._neuron_calls
             output = class_forward(self_, *args, **kwargs)
             start = perf_counter()
-            count(site, tallies[stack[-1]], stack[-1], args, kwargs, output)
+            record = tallies[stack[-1]]
+            x = args[0] if args else None
+            if (
+                type(x) is torch.Tensor
+                and x.dim() == 2
+                and x.is_cpu
+                and x.numel() <= _HOST_COUNT_ELEMENTS
+                and counter._neuron_calls != calls_before
+            ):
+                rows = x.shape[0]
+                record.calls += 1
+                record.rows += rows
+                record.out_units = units
+                record.mac += rows * units
+                values = x.tolist()
+                # A float64 sum of finite float32 values is finite, so only a non-finite sum needs each value tested.
+                if not math.isfinite(sum(map(sum, values))) and not all(math.isfinite(v) for row in values for v in row):
+                    record.nonfinite = True
+            else:
+                count(site, record, stack[-1], args, kwargs, output)
             counter.seconds += perf_counter() - start
             return output
 
@@ -818,10 +892,15 @@ class OperationCounter:
                     x = _dense_zeros(x)
                 try:
                     # Another dtype or device raises here, so it needs no test in the common case.
+                    # The sum of a total would not raise, so its dtype is tested.
                     if accumulator.elementwise:
                         accumulator.values.add_(x)
-                    else:
+                    elif not accumulator.total:
                         accumulator.row.addmm_(accumulator.ones, x)
+                    elif x.dtype is accumulator.dtype:
+                        accumulator.values.add_(x.sum())
+                    else:
+                        raise RuntimeError("input dtype differs from the accumulator's")
                 except RuntimeError:
                     count(site, record, phase, args, kwargs)
                 else:
@@ -886,13 +965,18 @@ class OperationCounter:
         """Make every layer whose weight ``optimizer`` just updated take its fan-out again at its next call.
 
         A fused optimizer step (``torch.optim.Adam(fused=True)`` in torch 2.13) leaves the
-        weight's version counter unchanged, so the version check alone would miss it.
+        weight's version counter unchanged, so the version check alone would miss it. The sites
+        of each optimizer are found once and again only when its parameter lists change.
         """
         start = perf_counter()
-        stepped = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
-        for site in self._weighted:
-            if id(site.weight) in stepped:
-                site.weight_version = -1
+        layout = [(id(group["params"]), len(group["params"])) for group in optimizer.param_groups]
+        stepped = self._stepped_sites.get(optimizer)
+        if stepped is None or stepped[0] != layout:
+            ids = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+            stepped = (layout, [site for site in self._weighted if id(site.current_weight()) in ids])
+            self._stepped_sites[optimizer] = stepped
+        for site in stepped[1]:
+            site.weight_version = -1
         self.seconds += perf_counter() - start
 
     # ----------------------------------------------------------------------------- counting
