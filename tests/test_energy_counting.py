@@ -1333,3 +1333,24 @@ def test_fanout_follows_added_param_group():
     counts = counter.take("learning")
     counter.remove()
     assert counts.ac == expected
+
+
+def test_decoder_nan_rate_raises_after_steady_calls():
+    from neurorl.snn.decoding import PopulationDecoder
+
+    decoder = PopulationDecoder(act_dim=3, pop_size=4)
+    counter = OperationCounter(decoder)
+    rates = torch.rand(1, 12)
+    with torch.no_grad(), counter.phase("acting"):
+        for _ in range(3):
+            decoder(rates)
+    assert counter.take("acting").effective_mac == 3 * int((rates != 0).sum())
+
+    bad = rates.clone()
+    bad[0, 5] = float("nan")
+    with torch.no_grad(), counter.phase("acting"):
+        decoder(rates)
+        decoder(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        counter.take("acting")
+    counter.remove()

@@ -923,13 +923,18 @@ class OperationCounter:
     def _conv_wrapper(self, site: _Site) -> Callable:
         """Return the wrapper of a convolution, with batched calls of the last per-sample shape inlined.
 
-        Other calls (the first of each shape, spike checks, other dtypes) take :meth:`_count_synapse`.
+        A small dense CPU input of a kernel that covers it (the population decoder when acting)
+        is counted on the host from one ``tolist``, without the accumulator. Other calls (the
+        first of each shape, spike checks, other dtypes) take :meth:`_count_synapse`.
         """
         counter, stack, tallies, layer, count = self, self._stack, site.tallies, site.module, self._count_synapse
         class_forward = type(layer).forward
         shape_only, batched_rank = self._shape_only, len(layer.kernel_size) + 2
         dense = site.kind == "dense"
         group = _DENSE_ZEROS if dense else "spike"
+        parameters = layer._parameters
+        # Per phase: whether dense calls count their zero inputs, so the host count may apply.
+        host_dense = tuple(dense and not shape_only for shape_only in self._shape_only)
 
         def forward(self_: nn.Module, *args: Any, **kwargs: Any) -> Any:
             if not stack or self_ is not layer:
@@ -939,7 +944,26 @@ class OperationCounter:
             record = tallies[phase]
             x = args[0] if args else None
             shape = x.shape if isinstance(x, torch.Tensor) else ()
-            if not site.fast or len(shape) != batched_rank or shape[1:] != site.sample_shape or x.dtype not in _ACCUMULATED_DTYPES:
+            weight = parameters.get("weight")
+            if (
+                host_dense[phase]
+                and site.covers
+                and type(x) is torch.Tensor
+                and shape[1:] == site.sample_shape
+                and weight is not None
+                and weight is site.weight
+                and weight._version == site.weight_version
+                and not x.requires_grad
+                and _count_dense_on_host(site, record, x)
+            ):
+                # _count_dense_on_host has booked the zero inputs, so only the shape counts remain.
+                rows = shape[0]
+                connections, record.out_units = site.per_sample
+                record.calls += 1
+                record.rows += rows
+                record.mac += rows * connections
+                record.dense_slots += x.numel()
+            elif not site.fast or len(shape) != batched_rank or shape[1:] != site.sample_shape or x.dtype not in _ACCUMULATED_DTYPES:
                 count(site, record, phase, args, kwargs)
             else:
                 rows = shape[0]
