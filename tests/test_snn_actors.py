@@ -58,16 +58,17 @@ def test_decoder_is_grouped_per_action_dimension():
 
 
 @pytest.mark.parametrize("batch", [1, 7])
-def test_covering_conv_equals_conv1d(batch):
+@pytest.mark.parametrize("per_group", [1, 4])
+def test_covering_conv_equals_conv1d(batch, per_group):
     torch.manual_seed(3)
-    conv = CoveringConv1d(6, 6, kernel_size=10, groups=6)
-    reference = torch.nn.Conv1d(6, 6, kernel_size=10, groups=6)
+    conv = CoveringConv1d(6, 6 * per_group, kernel_size=10, groups=6)
+    reference = torch.nn.Conv1d(6, 6 * per_group, kernel_size=10, groups=6)
     reference.load_state_dict(conv.state_dict())
     x = torch.randn(batch, 6, 10, requires_grad=True)
     x_reference = x.detach().clone().requires_grad_(True)
 
     out, expected = conv(x), reference(x_reference)
-    assert out.shape == expected.shape == (batch, 6, 1)
+    assert out.shape == expected.shape == (batch, 6 * per_group, 1)
     torch.testing.assert_close(out, expected)
 
     grad = torch.randn_like(out)

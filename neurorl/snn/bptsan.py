@@ -86,7 +86,7 @@ class AdjacentLateral(nn.Module):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
-        self.conv = nn.Conv1d(size, size, kernel_size=2, groups=size, bias=False)
+        self.conv = CoveringConv1d(size, size, kernel_size=2, groups=size, bias=False)
         self.conv.input_kind = "spike"
         nn.init.uniform_(self.conv.weight, -LATERAL_INIT, LATERAL_INIT)
 

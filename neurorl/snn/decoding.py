@@ -14,7 +14,7 @@ from torch import nn
 def depthwise_dot(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Return a depthwise Conv1d whose kernel spans the whole input: out[b, c] = Σ_k w[c, k]·x[b, c, k] + b[c].
 
-    ``x`` is [B, C, K], ``weight`` [C, 1, K] and ``bias`` [C] or None; the result is [B, C, 1],
+    ``x`` is [B, C, K], ``weight`` [C, 1, K] and ``bias`` [C] or None. The result is [B, C, 1],
     as ``F.conv1d(x, weight, bias, groups=C)`` returns it. On CPU (torch 2.13, oneDNN) that
     convolution took 105 µs forward and 460 µs forward and backward for the 6 x 10 decoder of one
     sample, this product and sum 8 µs and 140 µs.
@@ -23,8 +23,25 @@ def depthwise_dot(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return out if bias is None else out + bias.unsqueeze(-1)
 
 
+def covering_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Return ``F.conv1d(x, weight, bias, groups=C)`` for x [B, C, K] with one input channel per group and a kernel of length K.
+
+    ``weight`` is [C·Q, 1, K] and the result [B, C·Q, 1], so group c maps its K inputs to Q
+    outputs. Q = 1 is :func:`depthwise_dot`. Q > 1 is one batched matrix product over the C groups,
+    which took 0.36 ms instead of oneDNN's 2.1 ms forward and backward for ILC-SAN's 6 populations
+    of 10 at batch 256 (2-core x86_64 VM).
+    """
+    batch, groups, length = x.shape
+    per_group = weight.shape[0] // groups
+    if per_group == 1:
+        return depthwise_dot(x, weight, bias)
+    kernels = weight.view(groups, per_group, length).transpose(1, 2)
+    out = torch.bmm(x.transpose(0, 1), kernels).transpose(0, 1).reshape(batch, groups * per_group, 1)
+    return out if bias is None else out + bias.unsqueeze(-1)
+
+
 class CoveringConv1d(nn.Conv1d):
-    """A depthwise ``nn.Conv1d`` (one group per channel) computed by :func:`depthwise_dot` when its kernel covers the input.
+    """A grouped ``nn.Conv1d`` with one input channel per group, computed by :func:`covering_conv1d` when its kernel covers the input.
 
     It stays an ``nn.Conv1d`` with the same parameters, so checkpoints, the energy counter and
     NeuroBench treat it as one. Any other input (longer than the kernel, or after its padding,
@@ -32,16 +49,16 @@ class CoveringConv1d(nn.Conv1d):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        channels = self.in_channels
         covers = (
             input.dim() == 3
             and input.shape[-1] == self.kernel_size[0]
-            and self.groups == channels == self.out_channels
+            and self.groups == self.in_channels
+            and self.out_channels % self.groups == 0
             and self.padding == (0,)
             and self.dilation == (1,)
         )
         if covers:
-            return depthwise_dot(input, self.weight, self.bias)
+            return covering_conv1d(input, self.weight, self.bias)
         return super().forward(input)
 
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from neurorl.snn.actors import READOUT_KINDS, ActorHead, ActorSpec, register_actor
+from neurorl.snn.decoding import CoveringConv1d
 from neurorl.snn.encoding import PopulationEncoder
 from neurorl.snn.neurons import CurrentLIF, make_neuron
 
@@ -158,7 +159,7 @@ class PopulationLateral(nn.Module):
         super().__init__()
         self.groups = groups
         self.pop_size = pop_size
-        self.conv = nn.Conv1d(groups, groups * pop_size, kernel_size=pop_size, groups=groups, bias=False)
+        self.conv = CoveringConv1d(groups, groups * pop_size, kernel_size=pop_size, groups=groups, bias=False)
         self.conv.input_kind = "spike"
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
