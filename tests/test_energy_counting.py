@@ -1354,3 +1354,73 @@ def test_decoder_nan_rate_raises_after_steady_calls():
     with pytest.raises(ValueError, match="NaN"):
         counter.take("acting")
     counter.remove()
+
+
+def test_fanout_follows_replaced_param_list():
+    first, second = nn.Linear(2, 3, bias=False), nn.Linear(3, 2, bias=False)
+    for layer in (first, second):
+        layer.input_kind = "spike"
+        with torch.no_grad():
+            layer.weight.fill_(0.5)
+    net = nn.Sequential(first, second)
+    optimizer = torch.optim.SGD([first.weight], lr=0.5, fused=True)
+    counter = OperationCounter(net, spike_check_calls=0)
+    spikes = torch.ones(4, 2)
+    expected = 0
+    for step in range(4):
+        if step == 1:
+            # A list of the same length at the same place: the new parameter must be followed.
+            optimizer.param_groups[0]["params"][0] = second.weight
+            optimizer.state.clear()
+        with torch.no_grad(), counter.phase("learning"):
+            net(spikes)
+        expected += brute_force_ops(first, spikes) + brute_force_ops(second, torch.ones(4, 3))
+        first.weight.grad = torch.zeros(3, 2)
+        second.weight.grad = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        optimizer.step()
+    counts = counter.take("learning")
+    counter.remove()
+    assert counts.ac == expected
+
+
+def test_decoder_host_count_follows_storage_swap():
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    from neurorl.snn.decoding import PopulationDecoder
+
+    decoder = PopulationDecoder(act_dim=2, pop_size=4)
+    counter = OperationCounter(decoder)
+    rates = torch.ones(1, 8)
+    with torch.no_grad(), counter.phase("acting"):
+        decoder(rates)
+        vector = parameters_to_vector(decoder.parameters()).clone()
+        vector[:4] = 0.0
+        # vector_to_parameters assigns .data, which keeps the version counter and swaps the storage.
+        vector_to_parameters(vector, decoder.parameters())
+        decoder(rates)
+    counts = counter.take("acting")
+    counter.remove()
+    assert counts.effective_mac == 8 + 4
+
+
+def test_counter_collected_inside_optimizer_step():
+    import gc
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    layer = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.ones(1, 2)).sum().backward()
+    gc.disable()
+    # The collecting hook runs before any hook that the counters below could have added.
+    collect = register_optimizer_step_post_hook(lambda *args: gc.collect())
+    try:
+        for _ in range(3):
+            # Counters in reference cycles, freed only by the collection inside the step below.
+            counter = OperationCounter(nn.Sequential(nn.Linear(2, 2)))
+            counter.cycle = counter
+            del counter
+        optimizer.step()
+    finally:
+        collect.remove()
+        gc.enable()

@@ -149,3 +149,10 @@ def test_ann_actor_and_registry():
     assert actor(torch.zeros(2, 17)).shape == (2, 6)
     with pytest.raises(ValueError, match="unknown actor 'lstm'"):
         build_actor("lstm", ActorSpec(obs_dim=1, act_dim=1))
+
+
+@pytest.mark.parametrize("per_group, shape, dtype", [(4, (2, 3, 10), torch.float32), (1, (2, 1, 10), torch.float32), (1, (2, 6, 10), torch.float64)])
+def test_covering_conv_rejects_what_conv1d_rejects(per_group, shape, dtype):
+    conv = CoveringConv1d(6, 6 * per_group, kernel_size=10, groups=6)
+    with pytest.raises(RuntimeError):
+        conv(torch.randn(*shape, dtype=dtype))

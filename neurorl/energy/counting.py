@@ -545,10 +545,11 @@ class OperationCounter:
         self._removed = False
         self._register(modules)
         self._weighted = [site for site in self._sites if site.role == "synapse"]
-        # Per optimizer: the (id, length) of its parameter lists when last seen, and the sites they feed.
-        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[list[tuple[int, int]], list[_Site]]]
+        # Per optimizer: the ids of its parameters when last seen, and the sites they feed. The
+        # optimizer holds its parameters, so an id cannot be reused while it is in the tuple.
+        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple[int, ...], list[_Site]]]
         self._stepped_sites = weakref.WeakKeyDictionary()
-        self._optimizer_hook = _watch_optimizers(self)
+        _watch_optimizers(self)
 
     # ----------------------------------------------------------------------------- public API
 
@@ -628,7 +629,7 @@ class OperationCounter:
                 del vars(site.module)["forward"]
             site.wrapper = None
             site.weight = None
-        self._optimizer_hook.remove()
+        _WATCHING.discard(self)
         self._removed = True
 
     # ----------------------------------------------------------------------------- registration
@@ -953,6 +954,7 @@ class OperationCounter:
                 and weight is not None
                 and weight is site.weight
                 and weight._version == site.weight_version
+                and weight.data_ptr() == site.weight_pointer
                 and not x.requires_grad
                 and _count_dense_on_host(site, record, x)
             ):
@@ -990,13 +992,13 @@ class OperationCounter:
 
         A fused optimizer step (``torch.optim.Adam(fused=True)`` in torch 2.13) leaves the
         weight's version counter unchanged, so the version check alone would miss it. The sites
-        of each optimizer are found once and again only when its parameter lists change.
+        of each optimizer are found once and again only when its parameters change.
         """
         start = perf_counter()
-        layout = [(id(group["params"]), len(group["params"])) for group in optimizer.param_groups]
+        layout = tuple(id(parameter) for group in optimizer.param_groups for parameter in group["params"])
         stepped = self._stepped_sites.get(optimizer)
         if stepped is None or stepped[0] != layout:
-            ids = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+            ids = set(layout)
             stepped = (layout, [site for site in self._weighted if id(site.current_weight()) in ids])
             self._stepped_sites[optimizer] = stepped
         for site in stepped[1]:
@@ -1147,22 +1149,24 @@ class OperationCounter:
 # --------------------------------------------------------------------------------- helpers
 
 
-def _watch_optimizers(counter: OperationCounter) -> torch.utils.hooks.RemovableHandle:
-    """Register a step hook on every optimizer that passes the weights it changed to ``counter``.
+# Counters that follow optimizer steps, served by one global step hook that is never removed. A
+# hook per counter, removed when the counter is garbage collected, could be removed inside
+# torch's loop over its hooks (a collection triggered by a hook's allocation), and torch then
+# raised "OrderedDict mutated during iteration". A WeakSet defers removals while it is iterated.
+_WATCHING: weakref.WeakSet[OperationCounter] = weakref.WeakSet()
+_STEP_HOOK: list[torch.utils.hooks.RemovableHandle] = []
 
-    The hook keeps only a weak reference to the counter and is removed when the counter is
-    garbage collected.
-    """
-    reference = weakref.ref(counter)
 
-    def stepped(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        live = reference()
-        if live is not None and not live._removed:
-            live._optimizer_stepped(optimizer)
+def _watch_optimizers(counter: OperationCounter) -> None:
+    """Pass every optimizer step's updated weights to ``counter`` until :meth:`OperationCounter.remove`."""
+    if not _STEP_HOOK:
+        _STEP_HOOK.append(register_optimizer_step_post_hook(_optimizer_stepped))
+    _WATCHING.add(counter)
 
-    handle = register_optimizer_step_post_hook(stepped)
-    weakref.finalize(counter, handle.remove)
-    return handle
+
+def _optimizer_stepped(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    for counter in list(_WATCHING):
+        counter._optimizer_stepped(optimizer)
 
 
 def _hooks_on(modules: list[nn.Module]) -> bool:

@@ -44,13 +44,16 @@ class CoveringConv1d(nn.Conv1d):
     """A grouped ``nn.Conv1d`` with one input channel per group, computed by :func:`covering_conv1d` when its kernel covers the input.
 
     It stays an ``nn.Conv1d`` with the same parameters, so checkpoints, the energy counter and
-    NeuroBench treat it as one. Any other input (longer than the kernel, or after its padding,
-    dilation or groups were changed) takes ``nn.Conv1d.forward``.
+    NeuroBench treat it as one. Any other input (longer than the kernel, of another channel count
+    or dtype, or after its padding, dilation or groups were changed) takes ``nn.Conv1d.forward``,
+    which also raises on invalid inputs.
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         covers = (
             input.dim() == 3
+            and input.shape[1] == self.in_channels
+            and input.dtype == self.weight.dtype
             and input.shape[-1] == self.kernel_size[0]
             and self.groups == self.in_channels
             and self.out_channels % self.groups == 0

@@ -295,9 +295,10 @@ class _LIFSequence(torch.autograd.Function):
         steps, spikes, mems, leaks = (t.movedim(time_dim, 0) for t in (currents, output, membranes, leak))
         # o_t is 0 or 1, so β + (−β)·o_t equals β·(1 − o_t) exactly: one scaled addition makes
         # the leak in one operation instead of two. Its scale must be a Python number, so it is
-        # read once here on CPU, and a β on another device keeps two operations (no host sync).
+        # read once here from a 0-dim CPU β. Other β keep two operations: a device β would need a
+        # host sync, and a wider β of shape (1,) would change the dtype the sum is computed in.
         negative_beta = -beta
-        leak_scale = -float(beta) if beta.device.type == "cpu" and beta.numel() == 1 else None
+        leak_scale = -float(beta) if beta.device.type == "cpu" and beta.dim() == 0 else None
         full_leak = torch.ones((), dtype=currents.dtype, device=currents.device) if reset == "snntorch_zero" else None
 
         syn = None
