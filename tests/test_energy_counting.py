@@ -1424,3 +1424,29 @@ def test_counter_collected_inside_optimizer_step():
     finally:
         collect.remove()
         gc.enable()
+
+
+def test_fanout_follows_weight_tied_after_first_step():
+    first, second = nn.Linear(2, 2, bias=False), nn.Linear(2, 2, bias=False)
+    for layer in (first, second):
+        layer.input_kind = "spike"
+        with torch.no_grad():
+            layer.weight.fill_(0.5)
+    net = nn.Sequential(first, second)
+    optimizer = torch.optim.SGD([first.weight], lr=0.5, fused=True)
+    counter = OperationCounter(net, spike_check_calls=0)
+    spikes = torch.ones(4, 2)
+    expected = 0
+    for step in range(4):
+        if step == 1:
+            # The second layer now shares the first layer's weight, which the optimizer steps.
+            second.weight = first.weight
+        with torch.no_grad(), counter.phase("learning"):
+            hidden = net[0](spikes)
+            net[1](torch.ones_like(hidden))
+        expected += brute_force_ops(first, spikes) + brute_force_ops(second, torch.ones(4, 2))
+        first.weight.grad = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+        optimizer.step()
+    counts = counter.take("learning")
+    counter.remove()
+    assert counts.ac == expected

@@ -171,7 +171,7 @@ class _Accumulator:
         return fits and self.dtype is x.dtype and same_device
 
     def add(self, matrix: torch.Tensor) -> None:
-        """Add ``matrix`` [rows, features]: elementwise, or its column sums with one matrix product."""
+        """Add ``matrix`` [rows, features]: elementwise, as its sum, or its column sums with one matrix product."""
         rows = matrix.shape[0]
         if not rows:
             return
@@ -545,9 +545,10 @@ class OperationCounter:
         self._removed = False
         self._register(modules)
         self._weighted = [site for site in self._sites if site.role == "synapse"]
-        # Per optimizer: the ids of its parameters when last seen, and the sites they feed. The
-        # optimizer holds its parameters, so an id cannot be reused while it is in the tuple.
-        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple[int, ...], list[_Site]]]
+        # Per optimizer: the ids of its parameters and of the layers' weights when last seen, and
+        # the sites those parameters feed. The optimizer holds its parameters, so their ids cannot
+        # be reused while they are in the key.
+        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple, list[_Site]]]
         self._stepped_sites = weakref.WeakKeyDictionary()
         _watch_optimizers(self)
 
@@ -995,11 +996,13 @@ class OperationCounter:
         of each optimizer are found once and again only when its parameters change.
         """
         start = perf_counter()
-        layout = tuple(id(parameter) for group in optimizer.param_groups for parameter in group["params"])
+        parameters = tuple(id(parameter) for group in optimizer.param_groups for parameter in group["params"])
+        # A layer's weight may be replaced too (weight tying), so the layers' weights are part of the key.
+        layout = (parameters, tuple(id(site.weight) for site in self._weighted))
         stepped = self._stepped_sites.get(optimizer)
         if stepped is None or stepped[0] != layout:
-            ids = set(layout)
-            stepped = (layout, [site for site in self._weighted if id(site.current_weight()) in ids])
+            ids = set(parameters)
+            stepped = (layout, [site for site in self._weighted if id(site.current_weight()) in ids or id(site.weight) in ids])
             self._stepped_sites[optimizer] = stepped
         for site in stepped[1]:
             site.weight_version = -1
