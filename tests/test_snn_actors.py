@@ -59,12 +59,13 @@ def test_decoder_is_grouped_per_action_dimension():
 
 @pytest.mark.parametrize("batch", [1, 7])
 @pytest.mark.parametrize("per_group", [1, 4])
-def test_covering_conv_equals_conv1d(batch, per_group):
+@pytest.mark.parametrize("kernel", [2, 10])
+def test_covering_conv_equals_conv1d(batch, per_group, kernel):
     torch.manual_seed(3)
-    conv = CoveringConv1d(6, 6 * per_group, kernel_size=10, groups=6)
-    reference = torch.nn.Conv1d(6, 6 * per_group, kernel_size=10, groups=6)
+    conv = CoveringConv1d(6, 6 * per_group, kernel_size=kernel, groups=6)
+    reference = torch.nn.Conv1d(6, 6 * per_group, kernel_size=kernel, groups=6)
     reference.load_state_dict(conv.state_dict())
-    x = torch.randn(batch, 6, 10, requires_grad=True)
+    x = torch.randn(batch, 6, kernel, requires_grad=True)
     x_reference = x.detach().clone().requires_grad_(True)
 
     out, expected = conv(x), reference(x_reference)

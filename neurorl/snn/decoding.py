@@ -11,15 +11,29 @@ import torch
 from torch import nn
 
 
+# Kernels up to this length are summed slice by slice in depthwise_dot.
+SLICED_KERNEL_MAX = 4
+
+
 def depthwise_dot(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Return a depthwise Conv1d whose kernel spans the whole input: out[b, c] = Σ_k w[c, k]·x[b, c, k] + b[c].
 
     ``x`` is [B, C, K], ``weight`` [C, 1, K] and ``bias`` [C] or None. The result is [B, C, 1],
     as ``F.conv1d(x, weight, bias, groups=C)`` returns it. On CPU (torch 2.13, oneDNN) that
-    convolution took 105 µs forward and 460 µs forward and backward for the 6 x 10 decoder of one
-    sample, this product and sum 8 µs and 140 µs.
+    convolution took 113 µs forward and 445 µs forward and backward for the 6 x 10 decoder of one
+    sample, this product and sum 24 µs and 176 µs (``python tools/bench_layers.py``).
     """
-    out = (x * weight.view(weight.shape[0], weight.shape[-1])).sum(-1, keepdim=True)
+    kernels = weight.view(weight.shape[0], weight.shape[-1])
+    length = kernels.shape[1]
+    if length <= SLICED_KERNEL_MAX:
+        # Summed over its last dimension, BPT-SAN's lateral layer ([256, 256, 2]) took 497 µs forward,
+        # slower than nn.Conv1d's 330 µs. Added slice by slice it takes 162 µs (tools/bench_layers.py).
+        out = x[..., 0] * kernels[:, 0]
+        for k in range(1, length):
+            out = out + x[..., k] * kernels[:, k]
+        out = out.unsqueeze(-1)
+    else:
+        out = (x * kernels).sum(-1, keepdim=True)
     return out if bias is None else out + bias.unsqueeze(-1)
 
 
@@ -28,8 +42,8 @@ def covering_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
     ``weight`` is [C·Q, 1, K] and the result [B, C·Q, 1], so group c maps its K inputs to Q
     outputs. Q = 1 is :func:`depthwise_dot`. Q > 1 is one batched matrix product over the C groups,
-    which took 0.36 ms instead of oneDNN's 2.1 ms forward and backward for ILC-SAN's 6 populations
-    of 10 at batch 256 (2-core x86_64 VM).
+    which took 0.44 ms instead of oneDNN's 2.4 ms forward and backward for ILC-SAN's 6 populations
+    of 10 at batch 256 (``python tools/bench_layers.py`` on a 2-core x86_64 VM).
     """
     batch, groups, length = x.shape
     per_group = weight.shape[0] // groups
