@@ -1309,21 +1309,25 @@ def test_zero_free_spike_layer_total_after_dtype_change():
 
 
 
-def test_fanout_follows_added_param_group():
+def count_two_layers_through_steps(optimizer_params, change) -> tuple[int, int]:
+    """Count four calls of two spike layers with a fused SGD step after each; return (counted ACs, brute force).
+
+    The step zeroes the second layer's weight [0, 0] once it is in the optimizer, and
+    ``change(optimizer, second)`` runs before the second call.
+    """
     first, second = nn.Linear(2, 3, bias=False), nn.Linear(3, 2, bias=False)
     for layer in (first, second):
         layer.input_kind = "spike"
         with torch.no_grad():
             layer.weight.fill_(0.5)
     net = nn.Sequential(first, second)
-    optimizer = torch.optim.SGD(first.parameters(), lr=0.5, fused=True)
+    optimizer = torch.optim.SGD(optimizer_params(first), lr=0.5, fused=True)
     counter = OperationCounter(net, spike_check_calls=0)
     spikes = torch.ones(4, 2)
     expected = 0
     for step in range(4):
         if step == 1:
-            # The counter has seen this optimizer with one group; the new group must be followed too.
-            optimizer.add_param_group({"params": second.parameters()})
+            change(optimizer, second)
         with torch.no_grad(), counter.phase("learning"):
             net(spikes)
         expected += brute_force_ops(first, spikes) + brute_force_ops(second, torch.ones(4, 3))
@@ -1332,7 +1336,16 @@ def test_fanout_follows_added_param_group():
         optimizer.step()
     counts = counter.take("learning")
     counter.remove()
-    assert counts.ac == expected
+    return counts.ac, expected
+
+
+def test_fanout_follows_added_param_group():
+    def add_group(optimizer, second):
+        # The counter has seen this optimizer with one group, and the new group must be followed too.
+        optimizer.add_param_group({"params": second.parameters()})
+
+    counted, expected = count_two_layers_through_steps(lambda first: first.parameters(), add_group)
+    assert counted == expected
 
 
 def test_decoder_nan_rate_raises_after_steady_calls():
@@ -1357,30 +1370,13 @@ def test_decoder_nan_rate_raises_after_steady_calls():
 
 
 def test_fanout_follows_replaced_param_list():
-    first, second = nn.Linear(2, 3, bias=False), nn.Linear(3, 2, bias=False)
-    for layer in (first, second):
-        layer.input_kind = "spike"
-        with torch.no_grad():
-            layer.weight.fill_(0.5)
-    net = nn.Sequential(first, second)
-    optimizer = torch.optim.SGD([first.weight], lr=0.5, fused=True)
-    counter = OperationCounter(net, spike_check_calls=0)
-    spikes = torch.ones(4, 2)
-    expected = 0
-    for step in range(4):
-        if step == 1:
-            # A list of the same length at the same place: the new parameter must be followed.
-            optimizer.param_groups[0]["params"][0] = second.weight
-            optimizer.state.clear()
-        with torch.no_grad(), counter.phase("learning"):
-            net(spikes)
-        expected += brute_force_ops(first, spikes) + brute_force_ops(second, torch.ones(4, 3))
-        first.weight.grad = torch.zeros(3, 2)
-        second.weight.grad = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-        optimizer.step()
-    counts = counter.take("learning")
-    counter.remove()
-    assert counts.ac == expected
+    def replace_parameter(optimizer, second):
+        # A list of the same length at the same place, so only the parameter ids show the change.
+        optimizer.param_groups[0]["params"][0] = second.weight
+        optimizer.state.clear()
+
+    counted, expected = count_two_layers_through_steps(lambda first: [first.weight], replace_parameter)
+    assert counted == expected
 
 
 def test_decoder_host_count_follows_storage_swap():
@@ -1420,10 +1416,12 @@ def test_counter_collected_inside_optimizer_step():
             counter = OperationCounter(nn.Sequential(nn.Linear(2, 2)))
             counter.cycle = counter
             del counter
+        before = layer.weight.detach().clone()
         optimizer.step()
     finally:
         collect.remove()
         gc.enable()
+    assert not torch.equal(layer.weight.detach(), before)
 
 
 def test_fanout_follows_weight_tied_after_first_step():

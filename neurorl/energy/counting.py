@@ -157,6 +157,9 @@ class _Accumulator:
         self.ones_rows = call_rows if self.elementwise else -1
         self.input_shape = torch.Size((call_rows, width)) if self.elementwise else torch.Size()
         self.room = self.max_rows - call_rows if self.elementwise else -1
+        if self.total:
+            # A total stays exact for any number of calls (see takes), so the inlined path needs no limit.
+            self.room = 2**62
         # Dense inputs enter as zero indicators, so ``values`` counts zeros.
         self.counts_zeros = counts_zeros
 
@@ -183,7 +186,6 @@ class _Accumulator:
             self.values.add_(matrix.sum())
             self.input_shape = matrix.shape
             self.ones_rows = rows
-            self.room = 2**62
             self.rows += rows
             return
         if self.ones_rows != rows:
@@ -546,8 +548,8 @@ class OperationCounter:
         self._register(modules)
         self._weighted = [site for site in self._sites if site.role == "synapse"]
         # Per optimizer: the ids of its parameters and of the layers' weights when last seen, and
-        # the sites those parameters feed. The optimizer holds its parameters, so their ids cannot
-        # be reused while they are in the key.
+        # the sites those parameters feed. The optimizer keeps references to its parameters, so
+        # their ids cannot be reused while they are in the key.
         self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple, list[_Site]]]
         self._stepped_sites = weakref.WeakKeyDictionary()
         _watch_optimizers(self)
