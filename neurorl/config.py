@@ -111,6 +111,7 @@ class TrainConfig:
     # Energy and machine.
     energy_model: str = "horowitz45-fp32"
     threads: int = 1
+    linear_backend: str = "auto"
     retain_memory: bool = True
     device: str = "cpu"
     compile: bool = False
@@ -289,6 +290,7 @@ def _range_problems(c: TrainConfig) -> list[str]:
 
 
 def _choice_problems(c: TrainConfig) -> list[str]:
+    from neurorl.snn import linear
     from neurorl.snn.actors import ACTORS
     from neurorl.snn.encoding import ENCODER_KINDS
     from neurorl.snn.neurons import NEURON_KINDS, SURROGATE_KINDS
@@ -308,6 +310,7 @@ def _choice_problems(c: TrainConfig) -> list[str]:
         ("beta_mode", BETA_MODES),
         ("measure", MEASURES),
         ("sampler", SAMPLERS),
+        ("linear_backend", linear.BACKENDS),
     ]
     problems = [
         f"{option_name(name)}={getattr(c, name)!r}: unknown value; choose one of {', '.join(options)}"
@@ -317,6 +320,8 @@ def _choice_problems(c: TrainConfig) -> list[str]:
     problems += _env_problems(c.env)
     problems += _energy_model_problems(c.energy_model)
     problems += _compile_problems(c)
+    if c.linear_backend == "onednn" and not linear.onednn_available():
+        problems.append("--linear-backend='onednn': this PyTorch build has no oneDNN linear product; use auto or blas")
     if c.device == "cuda":
         import torch
 

@@ -1,4 +1,4 @@
-"""Process-wide settings for training: torch CPU threads and how freed CPU memory is kept.
+"""Process-wide settings for training: torch CPU threads, the linear backend and how freed CPU memory is kept.
 
 Freed memory: glibc's malloc serves blocks above its mmap threshold (128 KiB at start, raised
 dynamically up to 32 MiB) with fresh mmap'd pages and returns freed heap tops to the kernel. A
@@ -17,6 +17,8 @@ import functools
 
 import torch
 
+from neurorl.snn import linear
+
 # mallopt parameters from glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -26,13 +28,15 @@ MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 TRIM_THRESHOLD = 2**31 - 1
 
 
-def configure(threads: int, retain_memory: bool) -> bool:
-    """Set torch's CPU threads and, if ``retain_memory``, keep freed memory in the process.
+def configure(threads: int, retain_memory: bool, linear_backend: str = "auto") -> bool:
+    """Set torch's CPU threads, where large linear products run (:func:`neurorl.snn.linear.set_backend`)
+    and, if ``retain_memory``, keep freed memory in the process.
 
     Returns whether freed memory is now retained (False where the C library is not glibc).
     """
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads={threads!r}: expected a positive integer such as 1")
+    linear.set_backend(linear_backend)
     torch.set_num_threads(threads)
     return retain_freed_memory() if retain_memory else False
 

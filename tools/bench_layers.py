@@ -9,6 +9,9 @@ seconds, one torch thread unless ``--threads`` is given:
   on CPU) and as ``CoveringConv1d`` (product and sum, or a batched matrix product).
 - ``lif_neuron``: one PopSAN ``leaky`` neuron layer on currents [5, 256, 256], forward and
   forward+backward.
+- ``linear``: ``nn.Linear`` (``F.linear``, the BLAS library) against ``neurorl.snn.linear.Linear``
+  on oneDNN, forward and forward+backward, for the layer shapes of a TD3 update at batch 256 and of
+  PopSAN at batch 256 and T = 5 (1280 rows), plus GFLOP/s of one [256, 256] x [256, 256] product.
 - ``sparse_spikes``: ``torch.nonzero`` on a [1280, 256] spike input at 1%, 5.5% and 11% non-zero,
   the dense ``F.linear`` to 256 outputs, and the gather-and-sum product of the same input
   (``torch.nonzero`` then ``F.embedding_bag`` over the transposed weight).
@@ -30,10 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurorl import runtime
+from neurorl.snn import linear as linear_backend
 from neurorl.snn.decoding import CoveringConv1d
 from neurorl.snn.neurons import make_neuron
 
 SPIKE_RATES = (0.01, 0.055, 0.11)
+# (rows, in, out): the critic's and ANN actor's layers at batch 256, then PopSAN's at T = 5.
+LINEAR_SHAPES = ((256, 14, 256), (256, 256, 256), (256, 256, 3), (1280, 110, 256), (1280, 256, 256), (1280, 256, 30))
 
 
 def median_us(fn: Callable[[], object], budget_s: float, min_repeats: int = 5) -> float:
@@ -111,6 +117,32 @@ def sparse_spikes(budget_s: float) -> dict[str, dict]:
     return results
 
 
+def linear_layers(budget_s: float) -> dict[str, object]:
+    """Time each shape of LINEAR_SHAPES as nn.Linear and as Linear on oneDNN (empty without oneDNN)."""
+    if not linear_backend.onednn_available():
+        return {}
+    before = linear_backend.current_backend()
+    linear_backend.set_backend("onednn")
+    results: dict[str, object] = {}
+    try:
+        for rows, fan_in, fan_out in LINEAR_SHAPES:
+            plain = nn.Linear(fan_in, fan_out)
+            ours = linear_backend.Linear(fan_in, fan_out)
+            ours.load_state_dict(plain.state_dict())
+            x = torch.randn(rows, fan_in)
+            results[f"{rows}x{fan_in}_to_{fan_out}"] = {
+                "nn_linear": time_layer(plain, x, budget_s), "onednn_linear": time_layer(ours, x, budget_s),
+            }
+        a, b = torch.randn(256, 256), torch.randn(256, 256)
+        flop = 2 * 256**3 / 1e3
+        blas_us = median_us(lambda: torch.mm(a, b.t()), budget_s)
+        onednn_us = median_us(lambda: linear_backend.linear_product(a, b, None), budget_s)
+        results["gflops_256_cubed"] = {"blas": round(flop / blas_us, 1), "onednn": round(flop / onednn_us, 1)}
+    finally:
+        linear_backend.set_backend(before)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object (the only output format)")
@@ -128,6 +160,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.system()}".strip(),
         "covering_conv": covering_conv(args.budget),
         "lif_neuron": lif_neuron(args.budget),
+        "linear": linear_layers(args.budget),
         "sparse_spikes": sparse_spikes(args.budget),
     }
     print(json.dumps(result, indent=2))

@@ -29,6 +29,7 @@ from torch import nn
 from neurorl.agents.critics import MLPCritic
 from neurorl.snn.actors import READOUT_KINDS
 from neurorl.snn.ilcsan import MembraneIntegrator, membrane_readout
+from neurorl.snn.linear import Linear
 from neurorl.snn.neurons import NEURON_KINDS, SURROGATE_KINDS, make_neuron
 
 CRITIC_KINDS = ("mlp", "spiking-q")
@@ -63,17 +64,17 @@ class SpikingQCritic(nn.Module):
         self.T = T
         self.readout = readout
 
-        self.input_layer = nn.Linear(obs_dim + act_dim, hidden[0])
+        self.input_layer = Linear(obs_dim + act_dim, hidden[0])
         self.input_layer.input_kind = "dense"
         self.neurons = nn.ModuleList([make_neuron(neuron, surrogate)])
         self.layers = nn.ModuleList()
         for fan_in, fan_out in zip(hidden[:-1], hidden[1:]):
-            layer = nn.Linear(fan_in, fan_out)
+            layer = Linear(fan_in, fan_out)
             layer.input_kind = "spike"
             self.layers.append(layer)
             self.neurons.append(make_neuron(neuron, surrogate))
 
-        self.output_layer = nn.Linear(hidden[-1], 1)
+        self.output_layer = Linear(hidden[-1], 1)
         self.output_layer.input_kind = "spike"
         self.integrator = MembraneIntegrator(output_beta)
 

@@ -119,18 +119,24 @@ def dense_chain(module: nn.Module) -> list[nn.Linear] | None:
 
     Such a chain calls each Linear layer once per call, on the chain's rows (its input's
     elements over the first layer's ``in_features``), so its MACs follow from its input shape.
-    Returns None for anything else: a subclass of ``nn.Sequential``, another child type, a
-    Linear layer not declared ``input_kind = "dense"``, or no Linear layer at all.
+    Returns None for anything else: a subclass of ``nn.Sequential``, another child type (a Linear
+    subclass qualifies only if it sets ``computes_linear_map``), a Linear layer not declared
+    ``input_kind = "dense"``, or no Linear layer at all.
     """
     if type(module) is not nn.Sequential:
         return None
     layers = []
     for child in module:
-        if type(child) is nn.Linear and getattr(child, "input_kind", None) == "dense":
+        if _plain_linear(child) and getattr(child, "input_kind", None) == "dense":
             layers.append(child)
         elif type(child) not in SHAPE_KEEPING:
             return None
     return layers or None
+
+
+def _plain_linear(module: nn.Module) -> bool:
+    # A subclass qualifies only by declaring that its forward pass is x·Wᵀ + b on its one input.
+    return type(module) is nn.Linear or (isinstance(module, nn.Linear) and getattr(type(module), "computes_linear_map", False))
 
 
 def is_neuron(module: nn.Module) -> bool:

@@ -110,7 +110,7 @@ class Trainer:
         self.run_dir = run_dir
         self.show_progress = show_progress
 
-        runtime.configure(config.threads, config.retain_memory)
+        runtime.configure(config.threads, config.retain_memory, config.linear_backend)
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
 

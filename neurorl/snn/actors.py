@@ -25,6 +25,7 @@ from torch import nn
 
 from neurorl.snn.decoding import PopulationDecoder
 from neurorl.snn.encoding import ENCODER_KINDS, PopulationEncoder
+from neurorl.snn.linear import Linear
 from neurorl.snn.neurons import NEURON_KINDS, SURROGATE_KINDS, make_neuron
 
 # Stable-Baselines3 2.9.2's SAC clamps log σ to this range: σ from 2e−9 (a numerically
@@ -181,7 +182,7 @@ class PopSpikingActor(ActorHead):
         self.layers = nn.ModuleList()
         self.neurons = nn.ModuleList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layer = nn.Linear(fan_in, fan_out)
+            layer = Linear(fan_in, fan_out)
             layer.input_kind = "spike"
             self.layers.append(layer)
             self.neurons.append(self.make_neuron_layer(spec))
@@ -208,7 +209,7 @@ def dense_mlp(sizes: list[int]) -> nn.Sequential:
     """Build Linear layers of the given sizes with ReLU between them, each marked as a dense-input layer."""
     layers: list[nn.Module] = []
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(fan_in, fan_out)
+        linear = Linear(fan_in, fan_out)
         linear.input_kind = "dense"
         layers.append(linear)
         if index < len(sizes) - 2:

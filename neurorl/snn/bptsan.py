@@ -39,6 +39,7 @@ from torch import nn
 from neurorl.snn.actors import ActorHead, ActorSpec, register_actor
 from neurorl.snn.decoding import CoveringConv1d, PopulationDecoder
 from neurorl.snn.encoding import PopulationEncoder
+from neurorl.snn.linear import Linear
 from neurorl.snn.neurons import make_neuron
 
 # Imported as a module, not by name: when ilcsan is imported first it imports actors, which imports
@@ -59,7 +60,7 @@ class DendriticLayer(nn.Module):
         super().__init__()
         self.out_features = out_features
         self.branches = branches
-        self.branch = nn.Linear(in_features, out_features * branches)
+        self.branch = Linear(in_features, out_features * branches)
         self.branch.input_kind = "spike"
         self.soma = CoveringConv1d(out_features, out_features, kernel_size=branches, groups=out_features)
         self.soma.input_kind = "dense"

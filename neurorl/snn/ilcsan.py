@@ -45,6 +45,7 @@ from torch import nn
 from neurorl.snn.actors import READOUT_KINDS, ActorHead, ActorSpec, register_actor
 from neurorl.snn.decoding import CoveringConv1d
 from neurorl.snn.encoding import PopulationEncoder
+from neurorl.snn.linear import Linear
 from neurorl.snn.neurons import CurrentLIF, make_neuron
 
 NeuronState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -253,7 +254,7 @@ class ILCSpikingActor(ActorHead):
 
 
 def _spike_linear(fan_in: int, fan_out: int) -> nn.Linear:
-    layer = nn.Linear(fan_in, fan_out)
+    layer = Linear(fan_in, fan_out)
     layer.input_kind = "spike"
     return layer
 

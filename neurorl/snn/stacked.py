@@ -37,6 +37,7 @@ from torch import nn
 from neurorl.energy.counting import EFFECTIVE_MAC_PHASES, PHASES
 from neurorl.energy.counts import OperationCounts
 from neurorl.energy.synapses import nonzero_indicator
+from neurorl.snn import linear
 from neurorl.snn.actors import MLPActor, PopSpikingActor
 from neurorl.snn.decoding import PopulationDecoder, depthwise_dot
 from neurorl.snn.encoding import PopulationEncoder
@@ -393,6 +394,10 @@ class StackedLinear(StackedModule):
         # product does not reproduce bitwise, so those (cheap) shapes run one F.linear per seed.
         if self.out_features == 1 or x.shape[1] <= 2:
             return torch.stack([F.linear(x[i], weight[i], None if bias is None else bias[i]) for i in range(x.shape[0])])
+        # Where a single-seed layer runs on oneDNN, each seed's product does too, so a seed's
+        # training still matches its single-seed run bit for bit.
+        if linear.onednn_applies(x[0], weight[0], None if bias is None else bias[0]):
+            return _StackedOneDNNLinearFunction.apply(x, weight, bias)
         return _StackedLinearFunction.apply(x, weight, bias)
 
     @torch.no_grad()
@@ -451,6 +456,35 @@ class _StackedLinearFunction(torch.autograd.Function):
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
         grad_weight = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
         grad_bias = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+class _StackedOneDNNLinearFunction(torch.autograd.Function):
+    """x·Wᵀ + b on stacked inputs, one :func:`neurorl.snn.linear.linear_product` per seed.
+
+    Each seed's forward and backward products are those of :class:`neurorl.snn.linear.Linear` on
+    that seed's slice, so its results equal the single-seed layer's bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        seeds = range(x.shape[0])
+        return torch.stack([linear.linear_product(x[i], weight[i], None if bias is None else bias[i]) for i in seeds])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        seeds = range(x.shape[0])
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.stack([linear.linear_product(grad[i], weight[i].t(), None) for i in seeds])
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.stack([linear.linear_product(grad[i].t(), x[i].t(), None) for i in seeds])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(1)
         return grad_x, grad_weight, grad_bias
 
 
