@@ -126,7 +126,7 @@ def test_nan_input_propagates(backend):
 
 
 @needs_onednn
-def test_inference_mode_output_matches_training_output(backend, onednn_calls):
+def test_inference_matches_training_output(backend, onednn_calls):
     backend("onednn")
     layer = linear.Linear(256, 256)
     x = torch.randn(512, 256)
@@ -165,7 +165,7 @@ def test_linear_keeps_nn_linear_state_dict():
     assert torch.equal(ours(x), plain(x))
 
 
-def test_energy_counter_treats_linear_like_nn_linear():
+def test_counter_treats_linear_as_nn_linear():
     """A chain of Linear layers counts one MAC per connection: 17-256-256-6 is 71,424 per sample."""
     def chain(cls):
         layers = [cls(17, 256), nn.ReLU(), cls(256, 256), nn.ReLU(), cls(256, 6)]
@@ -187,7 +187,7 @@ def test_energy_counter_treats_linear_like_nn_linear():
 
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
-def test_stacked_linear_equals_each_seed_bit_for_bit(backend, onednn_calls, bias):
+def test_stacked_linear_matches_seeds_bitwise(backend, onednn_calls, bias):
     """Three seeds of a 256 → 256 layer on 300 rows: stacked outputs and gradients equal each seed's own Linear."""
     backend("onednn")
     torch.manual_seed(0)
@@ -208,3 +208,25 @@ def test_stacked_linear_equals_each_seed_bit_for_bit(backend, onednn_calls, bias
         assert torch.equal(stacked.weight.grad[k], layer.weight.grad)
         if bias:
             assert torch.equal(stacked.bias.grad[k], layer.bias.grad)
+
+
+def test_cli_rejects_bad_backend(tmp_path, capsys):
+    from neurorl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--linear-backend", "gpu", "--out", str(out)]) == 2
+    assert not out.exists()
+    assert "--linear-backend='gpu'" in capsys.readouterr().err
+
+
+def test_run_records_the_backend_it_used(tmp_path, backend):
+    from neurorl.experiment.training import train
+
+    config = build_config({}, {
+        "env": "neurorl/2DNav-v1", "actor": "popsan", "T": "1", "hidden": "16,16", "steps": "120", "learning_starts": "60",
+        "batch_size": "16", "eval_every": "120", "eval_episodes": "1", "replay": "fifo", "tensorboard": False,
+        "linear_backend": "blas",
+    })
+    summary = train(config, tmp_path / "run", show_progress=False)
+    assert summary["linear_backend"] == "blas"
+    assert linear.current_backend() == "blas"

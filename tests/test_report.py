@@ -80,7 +80,8 @@ def write_sweep(root):
     for T, replay, seeds in layout:
         for seed in range(seeds):
             write_run(root / f"T={T}__replay={replay}__seed={seed}", rng, T=T, replay=replay, seed=seed,
-                      threads=1 + seed, device="cpu" if seed % 2 else "auto")
+                      threads=1 + seed, device="cpu" if seed % 2 else "auto",
+                      linear_backend="blas" if seed % 2 else "onednn")
     (root / "sweep.json").write_text("{}")
     return root
 
@@ -149,7 +150,7 @@ def test_report_csv_matches_json(built_report):
         assert row["pareto_front"] == str(group["pareto_front"])
 
 
-def test_groups_ignore_out_seed_threads_device(sweep_dir):
+def test_groups_ignore_machine_options(sweep_dir):
     groups = groups_of(sweep_dir)
     assert sorted(len(group.runs) for group in groups) == [1, 2, 3]
     for group in groups:

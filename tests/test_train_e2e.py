@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from neurorl.snn import linear
+
 SUMMARY_KEYS = [
     "eval_return", "energy_per_action_j", "ann_energy_per_action_j", "return_per_joule", "energy_j",
     "buffer_size", "shrink_events", "steps", "sps", "energy_model",
@@ -38,6 +40,7 @@ def test_popsan_resilient_hopper_run(tmp_path):
     assert summary["energy_per_action_j"] > 0 and summary["ann_energy_per_action_j"] > 0
     assert math.isfinite(summary["return_per_joule"])
     assert summary["energy_model"] == "horowitz45-fp32"
+    assert summary["linear_backend"] == ("onednn" if linear.onednn_available() else "blas")
 
     # Energy per action recomputed from the counted operations with 0.9 pJ per AC and 4.6 pJ per MAC.
     expected = summary["ac_per_action"] * 0.9e-12 + summary["mac_per_action"] * 4.6e-12

@@ -1,8 +1,8 @@
 """Group runs that differ only in their seed, average them, find the Pareto front and write tables.
 
 Runs belong to one group when their config.toml agree on every option except ``out``, ``seed``,
-``threads`` and ``device``. Each figure of a group is the mean over its runs, with the sample
-standard deviation (n − 1 in the denominator; NaN for a single run).
+``threads``, ``linear_backend`` and ``device``. Each figure of a group is the mean over its runs,
+with the sample standard deviation (n − 1 in the denominator; NaN for a single run).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from neurorl.analysis.runs import RunData
 from neurorl.experiment.rundir import write_csv_atomic, write_json_atomic
 
 # Options that do not change what is learned, so runs differing only in them are seeds of one group.
-IGNORED_OPTIONS = ("out", "seed", "threads", "device")
+IGNORED_OPTIONS = ("out", "seed", "threads", "linear_backend", "device")
 DEFAULT_LABEL_OPTIONS = ("env", "actor", "T", "replay")
 
 
@@ -95,7 +95,7 @@ class RunGroup:
 
 
 def group_runs(runs: list[RunData]) -> list[RunGroup]:
-    """Group runs by their options except out, seed, threads and device, and compute every figure."""
+    """Group runs by their options except out, seed, threads, linear_backend and device, and compute every figure."""
     by_key: dict[str, list[RunData]] = {}
     options_of: dict[str, dict[str, Any]] = {}
     for run in runs:

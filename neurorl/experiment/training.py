@@ -39,6 +39,7 @@ from neurorl.experiment.logging import ScalarLogger
 from neurorl.experiment.progress import TrainingProgress
 from neurorl.experiment.rundir import save_torch_atomic, to_toml, write_csv_atomic, write_json_atomic, write_text_atomic
 from neurorl.replay import make_replay
+from neurorl.snn import linear
 from neurorl.snn.actors import SPIKING_ACTORS, ActorSpec, MLPActor, build_actor
 
 METRIC_COLUMNS = [
@@ -376,6 +377,7 @@ class Trainer:
             "sps": cfg.steps / state.elapsed_s,
             "wall_time_s": state.elapsed_s,
             "timing_s": self._timing(),
+            "linear_backend": linear.current_backend(),
             "energy_model": self.energy_model.name,
             "energy_ledger": self.ledger.summary(),
             "actor": cfg.actor,
