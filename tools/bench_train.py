@@ -3,6 +3,8 @@
     python tools/bench_train.py --json            # full measurement (about 15 minutes on 2 cores)
     python tools/bench_train.py --json --quick    # shorter runs for a smoke check
 
+The SB3 comparison needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+
 Prints one JSON object:
 - ``neurorl_sps`` / ``sb3_sps`` / ``ratio``: TD3 with the ANN actor on Hopper-v5, 256-256 networks,
   batch 256, one update per step, learning from step 1000, 6000 steps, the same thread count,
@@ -18,6 +20,7 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -139,6 +142,13 @@ def main() -> None:
     parser.add_argument("--part", choices=("neurorl", "sb3"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    unknown = skip - {"sb3", "popsan", "multiseed"}
+    if unknown:
+        parser.error(f"--skip: unknown part(s) {', '.join(sorted(unknown))}; use sb3, popsan or multiseed")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if "sb3" not in skip and importlib.util.find_spec("stable_baselines3") is None:
+        parser.error("stable-baselines3 is not installed: run pip install -e '.[bench]', or pass --skip sb3")
     steps = 2000 if args.quick else SETTINGS["steps"]
     torch.set_num_threads(args.threads)
 
