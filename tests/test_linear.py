@@ -230,3 +230,22 @@ def test_run_records_the_backend_it_used(tmp_path, backend):
     summary = train(config, tmp_path / "run", show_progress=False)
     assert summary["linear_backend"] == "blas"
     assert linear.current_backend() == "blas"
+
+
+@needs_onednn
+def test_autocast_keeps_f_linear(backend, onednn_calls):
+    backend("onednn")
+    x, weight = torch.randn(512, 256), torch.randn(256, 256)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = linear.linear(x, weight)
+    assert y.dtype == torch.bfloat16
+    assert onednn_calls == []
+
+
+@needs_onednn
+def test_second_derivative_is_rejected(backend):
+    backend("onednn")
+    x = torch.randn(512, 256, requires_grad=True)
+    (grad,) = torch.autograd.grad(linear.linear(x, torch.randn(256, 256)).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
+        grad.sum().backward()

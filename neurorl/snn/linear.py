@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 BACKENDS = ("auto", "onednn", "blas")
 
@@ -90,7 +91,8 @@ class Linear(nn.Linear):
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Return whether :func:`linear` sends this product to oneDNN: backend, dtype, device and size allow it."""
-    if not _use_onednn or torch.compiler.is_compiling():
+    # Compiled graphs and autocast regions keep F.linear, which they know how to trace or cast.
+    if not _use_onednn or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False
     if x.dtype is not torch.float32 or weight.dtype is not torch.float32 or x.device.type != "cpu":
         return False
@@ -123,6 +125,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return linear_product(x, weight, bias)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()

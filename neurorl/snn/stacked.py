@@ -33,6 +33,7 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from neurorl.energy.counting import EFFECTIVE_MAC_PHASES, PHASES
 from neurorl.energy.counts import OperationCounts
@@ -474,6 +475,7 @@ class _StackedOneDNNLinearFunction(torch.autograd.Function):
         return torch.stack([linear.linear_product(x[i], weight[i], None if bias is None else bias[i]) for i in seeds])
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
