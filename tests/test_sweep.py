@@ -3,6 +3,7 @@
 import _thread
 import json
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -213,9 +214,15 @@ def test_interrupt_stops_training_processes(tmp_path, monkeypatch):
             time.sleep(0.05)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt_when_started, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=False)
+    # interrupt_main does nothing while SIGINT is ignored, as it is in a process started in the
+    # background by a shell without job control, so the test installs Python's handler itself.
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_started, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=False)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
 
     index = json.loads((out / "sweep.json").read_text())
     assert [run["status"] for run in index["runs"]] == ["interrupted"] * 3
