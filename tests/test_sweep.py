@@ -3,7 +3,6 @@
 import _thread
 import json
 import os
-import signal
 import statistics
 import sys
 import threading
@@ -201,7 +200,7 @@ def test_finished_run_with_other_options_rejected(tmp_path, monkeypatch):
     assert not (out / "sweep.json").exists()
 
 
-def test_interrupt_stops_training_processes(tmp_path, monkeypatch):
+def test_interrupt_stops_training_processes(tmp_path, monkeypatch, python_sigint_handler):
     path = write_sweep(tmp_path / "sweep.toml", TINY_BASE, {"seed": [0, 1, 2]})
     out = tmp_path / "out"
     sleeper = "import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(600)"
@@ -214,15 +213,9 @@ def test_interrupt_stops_training_processes(tmp_path, monkeypatch):
             time.sleep(0.05)
         _thread.interrupt_main()
 
-    # interrupt_main does nothing while SIGINT is ignored, as it is in a process started in the
-    # background by a shell without job control, so the test installs Python's handler itself.
-    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        threading.Thread(target=interrupt_when_started, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=False)
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(path, out, workers=2, console=quiet_console(), batch_seeds=False)
 
     index = json.loads((out / "sweep.json").read_text())
     assert [run["status"] for run in index["runs"]] == ["interrupted"] * 3

@@ -556,7 +556,7 @@ def test_resume_reruns_unfinished_seeds_of_group(trained_sweeps, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupted_group_is_trained_again(tmp_path):
+def test_interrupted_group_is_trained_again(tmp_path, python_sigint_handler):
     base = {**TINY_BASE, "steps": 400, "eval-every": 100}
     path = write_sweep(tmp_path / "sweep.toml", base, {"seed": [0, 1]})
     out = tmp_path / "out"
