@@ -91,16 +91,17 @@ class Linear(nn.Linear):
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Return whether :func:`linear` sends this product to oneDNN: backend, dtype, device and size allow it."""
+    # The size test comes first because it rejects the acting calls (one observation) cheaply.
+    if not _use_onednn or weight.dim() != 2 or x.numel() * weight.shape[0] < ONEDNN_MIN_MACS:
+        return False
     # Compiled graphs and autocast regions keep F.linear, which they know how to trace or cast.
-    if not _use_onednn or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False
     if x.dtype is not torch.float32 or weight.dtype is not torch.float32 or x.device.type != "cpu":
         return False
-    if weight.dim() != 2 or x.dim() < 2 or weight.device.type != "cpu" or x.shape[-1] != weight.shape[1]:
+    if x.dim() < 2 or weight.device.type != "cpu" or x.shape[-1] != weight.shape[1]:
         return False
-    if bias is not None and (bias.dtype is not torch.float32 or bias.device.type != "cpu" or bias.shape != weight.shape[:1]):
-        return False
-    return x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS
+    return bias is None or (bias.dtype is torch.float32 and bias.device.type == "cpu" and bias.shape == weight.shape[:1])
 
 
 def linear_product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
