@@ -71,7 +71,7 @@ def test_onednn_matches_f_linear(backend, onednn_calls, shape, out_features, bia
 
 
 @needs_onednn
-def test_each_product_takes_its_own_library(backend, onednn_calls):
+def test_small_products_stay_on_blas(backend, onednn_calls):
     """[256, 256] → 3 outputs: every product is below the threshold, so none reaches oneDNN."""
     backend("onednn")
     rows, inputs, outputs = 256, 256, 3

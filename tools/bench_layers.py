@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
@@ -37,21 +35,17 @@ from neurorl.snn import linear as linear_backend
 from neurorl.snn.decoding import CoveringConv1d
 from neurorl.snn.neurons import make_neuron
 
+# A sibling script: running tools/bench_layers.py puts tools/ on sys.path.
+from bench_actors import median_ms  # noqa: E402  (isort: skip)
+
 SPIKE_RATES = (0.01, 0.055, 0.11)
 # (rows, in, out): the critic's and ANN actor's layers at batch 256, then PopSAN's at T = 5.
 LINEAR_SHAPES = ((256, 14, 256), (256, 256, 256), (256, 256, 3), (1280, 110, 256), (1280, 256, 256), (1280, 256, 30))
 
 
-def median_us(fn: Callable[[], object], budget_s: float, min_repeats: int = 5) -> float:
+def median_us(fn: Callable[[], object], budget_s: float) -> float:
     """Return the median wall time of ``fn`` in microseconds, repeating it for about ``budget_s``."""
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < budget_s:
-        tick = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - tick) * 1e6)
-    return round(statistics.median(times), 1)
+    return round(median_ms(fn, budget_s, min_repeats=5) * 1e3, 1)
 
 
 def time_layer(layer: nn.Module, x: torch.Tensor, budget_s: float) -> dict[str, float]:

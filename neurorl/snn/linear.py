@@ -1,9 +1,9 @@
 """Linear layers whose large products run on oneDNN instead of the BLAS library.
 
 PyTorch computes ``F.linear`` on the CPU with its BLAS library (MKL in the x86_64 wheels). On a
-2-core AMD EPYC VM with AVX-512, MKL's float32 product reached about 106 GFLOP/s on one core, a
-figure that setting MKL_ENABLE_INSTRUCTIONS=AVX512 did not change. oneDNN, PyTorch's other CPU
-kernel library, reached about 223 GFLOP/s for the same [256, 256] x [256, 256] product
+2-core AMD EPYC VM with AVX-512, MKL's float32 product reached about 107 GFLOP/s on one core, and
+setting MKL_ENABLE_INSTRUCTIONS=AVX512 did not change that. oneDNN, PyTorch's other CPU kernel
+library, reached about 227 GFLOP/s for the same [256, 256] x [256, 256] product
 (``python tools/bench_layers.py --json``, entry ``linear``).
 
 This module sends the forward product and both backward products of a layer to oneDNN when the
@@ -27,8 +27,8 @@ from torch.autograd.function import once_differentiable
 BACKENDS = ("auto", "onednn", "blas")
 
 # Products of fewer multiply-accumulates (rows · in · out) run on BLAS, because below about 2**19
-# oneDNN's fixed cost per call outweighs its faster kernel (tools/bench_layers.py, entry linear):
-# 256 rows of 256 → 3 took 18 µs forward with F.linear and 20 µs on oneDNN, and 256 rows of
+# oneDNN's fixed cost per call outweighs its faster kernel. In tools/bench_layers.py (entry
+# linear), 256 rows of 256 → 3 took 18 µs forward with F.linear and 20 µs on oneDNN. 256 rows of
 # 14 → 256 (917,504 MACs) took 178 µs forward+backward with F.linear and 170 µs on oneDNN.
 ONEDNN_MIN_MACS = 2**19
 
@@ -52,6 +52,8 @@ def set_backend(name: str) -> str:
 
     ``"auto"`` resolves to ``"onednn"`` where :func:`onednn_available`, else ``"blas"``.
     """
+    # NOTE: "auto" prefers oneDNN on every CPU, but oneDNN's lead was measured only on AMD EPYC.
+    # On other processors, Intel's included, MKL may be as fast, which is unmeasured.
     global _use_onednn
     if name not in BACKENDS:
         raise ValueError(f"linear backend {name!r} is unknown; use one of {', '.join(BACKENDS)}")
