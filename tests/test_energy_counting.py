@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import pytest
 import snntorch as snn
@@ -746,6 +747,28 @@ def test_non_finite_encoder_input_raises(bad):
         count_phase(actor, obs)
 
 
+@pytest.mark.parametrize("phase", ["replay", "learning"])
+def test_encoder_nan_check_by_phase(phase):
+    actor = TinyPopActor(steps=2)
+    obs = torch.randn(200, 3)
+    obs[7, 2] = float("nan")
+    clean = count_phase(actor, torch.zeros(200, 3), phase=phase)
+
+    if phase == "replay":
+        with pytest.raises(ValueError, match="encoder"):
+            count_phase(actor, obs, phase=phase)
+    else:
+        # The learning phase counts shapes only, like its dense layers: the MACs are booked and
+        # the observations are not read.
+        assert count_phase(actor, obs, phase=phase).mac == clean.mac == 200 * 3 * 4
+        counter = OperationCounter(actor, effective_mac_phases=("learning",))
+        with torch.no_grad(), counter.phase("learning"):
+            actor(obs)
+        with pytest.raises(ValueError, match="encoder"):
+            counter.take("learning")
+        counter.remove()
+
+
 def test_counting_under_inference_mode():
     net = SmallSNN()
     spikes = spike_input()
@@ -1091,6 +1114,47 @@ def test_fanout_follows_fused_optimizer_step():
     assert counts.ac == expected
 
 
+def test_fused_step_reaches_every_counter():
+    # One fused optimizer steps layers counted by different counters. Each step must reach every
+    # live counter, also one created after the optimizer's first steps, and charge each its time.
+    layers = [nn.Linear(2, 3, bias=False) for _ in range(3)]
+    for layer in layers:
+        layer.input_kind = "spike"
+        with torch.no_grad():
+            layer.weight.fill_(0.5)
+    nets = [nn.Sequential(layer) for layer in layers]
+    optimizer = torch.optim.SGD([layer.weight for layer in layers], lr=0.5, fused=True)
+    steady = OperationCounter(nets[1], spike_check_calls=0)
+    early = OperationCounter(nets[0], spike_check_calls=0)
+    late = None
+    spikes = torch.ones(4, 2)
+    expected = {"steady": 0, "early": 0, "late": 0}
+    for step in range(4):
+        if step == 2:
+            early.remove()
+            late = OperationCounter(nets[2], spike_check_calls=0)
+        live = {"steady": (steady, 1), "early": (early, 0)} if step < 2 else {"steady": (steady, 1), "late": (late, 2)}
+        for name, (counter, index) in live.items():
+            with torch.no_grad(), counter.phase("learning"):
+                nets[index](spikes)
+            expected[name] += brute_force_ops(layers[index], spikes)
+
+        # Each step zeroes one more weight of every layer (0.5 - 0.5 * 1), the last restores one.
+        for layer in layers:
+            layer.weight.grad = torch.zeros(3, 2)
+            layer.weight.grad[step % 3, step % 2] = 1.0 if step < 3 else -1.0
+        before = {name: counter.seconds for name, (counter, _) in live.items()}
+        optimizer.step()
+        for name, seconds in before.items():
+            assert live[name][0].seconds > seconds, (name, step)
+
+    assert expected["steady"] == 4 * 6 + 4 * 5 + 4 * 4 + 4 * 3
+    assert steady.take("learning").ac == expected["steady"]
+    assert late.take("learning").ac == expected["late"] == 4 * 4 + 4 * 3
+    steady.remove()
+    late.remove()
+
+
 def test_wrapped_dense_layer_special_values():
     layer = nn.Linear(6, 4, bias=False)
     layer.input_kind = "dense"
@@ -1259,6 +1323,31 @@ def test_dense_chain_counts_zeros_in_acting():
     assert counts.effective_mac < counts.mac
 
 
+@pytest.mark.parametrize("elements", [30, 4096])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_free_matches_definition(elements, dtype):
+    # No exact zero (either sign) and no NaN. Infinities count as non-zero weights.
+    from neurorl.energy.synapses import zero_free
+
+    def definition(weight: torch.Tensor) -> bool:
+        return bool((weight != 0).all()) and not bool(weight.isnan().any())
+
+    base = torch.rand(elements, dtype=dtype, generator=torch.Generator().manual_seed(elements)) + 0.1
+    cases = {"clean": base.clone(), "negative": -base}
+    for name, value in [("zero", 0.0), ("negative zero", -0.0), ("nan", math.nan), ("inf", math.inf)]:
+        weight = base.clone()
+        weight[elements // 2] = value
+        cases[name] = weight
+    both = base.clone()
+    both[0], both[-1] = math.inf, -math.inf
+    for name, weight in cases.items():
+        parameter = nn.Parameter(weight.view(1, -1))
+        assert zero_free(parameter) == definition(weight), name
+    assert zero_free(both) == definition(both)
+    assert not zero_free(torch.empty(0, dtype=dtype))
+    assert not zero_free(torch.ones(elements, dtype=torch.int64))
+
+
 def test_zero_free_spike_layer_total_follows_weight_zeros():
     # Inputs of 500 x 12 are past the elementwise layout, so a weight without zeros sums them to
     # one total. Zero weights must switch every phase to per-input counts, and restored ones back.
@@ -1288,6 +1377,36 @@ def test_zero_free_spike_layer_total_follows_weight_zeros():
     for phase, (ac, spikes) in expected.items():
         counts = counter.take(phase)
         assert (counts.ac, counts.spike_inputs) == (ac, spikes), phase
+    counter.remove()
+
+
+def test_spike_total_over_many_calls():
+    # A total keeps each call's sum in one of counting._TOTAL_SLOTS slots and folds full slots
+    # into its float64 sum. Peeks and takes land between folds, before and after the slots fill.
+    from neurorl.energy import counting
+
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(2)) + 0.5)
+    counter = OperationCounter(layer, spike_check_calls=0)
+    calls = 2 * counting._TOTAL_SLOTS + 7
+    take_after = {3, counting._TOTAL_SLOTS + 1, calls}
+    expected = [0, 0]
+    for seed in range(1, calls + 1):
+        x = spike_input(batch=400, steps=1, seed=seed).reshape(400, 12)
+        with torch.no_grad(), counter.phase("learning"):
+            layer(x)
+        # Every (row, non-zero input, non-zero weight in its column), as one product of indicators.
+        expected[0] += int(((x != 0).double() @ (layer.weight.detach() != 0).double().T).sum())
+        expected[1] += int(x.sum())
+        if seed % 5 == 0:
+            peeked = counter.peek("learning")
+            assert (peeked.ac, peeked.spike_inputs) == tuple(expected), seed
+        if seed in take_after:
+            counts = counter.take("learning")
+            assert (counts.ac, counts.spike_inputs) == tuple(expected), seed
+            expected = [0, 0]
     counter.remove()
 
 

@@ -17,7 +17,10 @@ Prints one JSON object with two measurements. All times are CPU seconds of the m
   the tool raises. ``--training-rounds`` pairs are run, and the overhead is their median. Beside
   it, ``counter_share_pct_wall`` is the counters' own time (``OperationCounter.seconds``) in the
   counted halves as a share of their wall time. That is the direct cost of counting. The
-  overhead exceeds it by the cache and memory traffic that counting adds to the rest of a step.
+  overhead exceeds it by what lies outside the counters' timers: the wrappers' own calls, and the
+  cache and memory traffic that counting adds to the rest of a step. With ``--inert-counters``
+  the counted halves keep the counters installed but count nothing (every ``phase`` is a no-op),
+  which measures the wrappers' calls and the optimizer step hook alone.
 * Cost per counted forward pass. The registry's PopSAN actor (obs 17, act 6, T = 5, 256-256)
   at batch 1 and 256, under ``torch.inference_mode`` as the agent acts, three ways on three
   copies with the same weights: bare (no counter); counted (inside its own ``acting`` phase,
@@ -90,11 +93,19 @@ def disable_counting(trainer: Trainer) -> None:
         counter.take = lambda phase: OperationCounts()
 
 
-def enable_counting(trainer: Trainer) -> None:
-    """Give the trainer new counters, built as ``Trainer.__init__`` builds them."""
+def enable_counting(trainer: Trainer, inert: bool = False) -> None:
+    """Give the trainer new counters, built as ``Trainer.__init__`` builds them. With ``inert`` they count nothing."""
     networks = trainer.agent.networks()
     trainer.counter = OperationCounter(*[net for name, net in networks.items() if not name.endswith("_target")])
     trainer.target_counter = OperationCounter(*[net for name, net in networks.items() if name.endswith("_target")])
+    if inert:
+        make_inert(trainer)
+
+
+def make_inert(trainer: Trainer) -> None:
+    """Keep the trainer's counters installed but make their phases no-ops, so their wrappers only compute."""
+    for counter in (trainer.counter, trainer.target_counter):
+        counter.phase = lambda name: _NoPhase()
 
 
 class Turns:
@@ -132,14 +143,18 @@ class TimedTrainer:
     waits for its turn.
     """
 
-    def __init__(self, name: str, counting_first: bool, steps: int, learning_starts: int, turns: Turns, turn_steps: int) -> None:
+    def __init__(
+        self, name: str, counting_first: bool, steps: int, learning_starts: int, turns: Turns, turn_steps: int, inert: bool = False
+    ) -> None:
         self.name, self.turns, self.turn_steps = name, turns, turn_steps
-        self.counting_first = counting_first
+        self.counting_first, self.inert = counting_first, inert
         self.switch_step = learning_starts + (steps - learning_starts) // 2
         self._run_dir = tempfile.TemporaryDirectory(prefix="bench_energy_")
         self.trainer = Trainer(training_config(steps, learning_starts), Path(self._run_dir.name), show_progress=False)
         if not counting_first:
             disable_counting(self.trainer)
+        elif inert:
+            make_inert(self.trainer)
         self.cpu_s: list[float] = []
         self.wall_s: list[float] = []
         self.counter_s: list[float] = []
@@ -177,7 +192,7 @@ class TimedTrainer:
                 if self.counting_first:
                     disable_counting(trainer)
                 else:
-                    enable_counting(trainer)
+                    enable_counting(trainer, self.inert)
                 self._counter_mark = self._counter_seconds()
             if step % self.turn_steps == 0:
                 self._turn_wall += time.perf_counter() - self._turn_started
@@ -216,7 +231,7 @@ class TimedTrainer:
             self._run_dir.cleanup()
 
 
-def run_training_pair(steps: int, learning_starts: int, turn_steps: int) -> dict[str, Any]:
+def run_training_pair(steps: int, learning_starts: int, turn_steps: int, inert: bool = False) -> dict[str, Any]:
     """Run two trainers in lockstep, one counting in the first half of its updates and the other in the second.
 
     Both halves of both trainers do the same work (same seed), so summing each trainer's counted
@@ -225,7 +240,7 @@ def run_training_pair(steps: int, learning_starts: int, turn_steps: int) -> dict
     """
     names = ["counting_first", "counting_second"]
     turns = Turns(names)
-    timed = {name: TimedTrainer(name, name == "counting_first", steps, learning_starts, turns, turn_steps) for name in names}
+    timed = {name: TimedTrainer(name, name == "counting_first", steps, learning_starts, turns, turn_steps, inert) for name in names}
     threads = [threading.Thread(target=timed[name].run, name=f"bench-{name}") for name in names]
     for thread in threads:
         thread.start()
@@ -249,20 +264,21 @@ def run_training_pair(steps: int, learning_starts: int, turn_steps: int) -> dict
     }
 
 
-def bench_training(steps: int, learning_starts: int, rounds: int, turn_steps: int) -> dict[str, Any]:
+def bench_training(steps: int, learning_starts: int, rounds: int, turn_steps: int, inert: bool = False) -> dict[str, Any]:
     """Run ``rounds`` crossover pairs of training runs (see :func:`run_training_pair`).
 
     A short pair runs first to warm up imports and allocators.
     """
-    run_training_pair(learning_starts + 4 * turn_steps, learning_starts, turn_steps)
-    pairs = [run_training_pair(steps, learning_starts, turn_steps) for _ in range(rounds)]
+    run_training_pair(learning_starts + 4 * turn_steps, learning_starts, turn_steps, inert)
+    pairs = [run_training_pair(steps, learning_starts, turn_steps, inert) for _ in range(rounds)]
     cpu = [100.0 * (pair["counted_cpu_s"] / pair["uncounted_cpu_s"] - 1.0) for pair in pairs]
     wall = [100.0 * (pair["counted_wall_s"] / pair["uncounted_wall_s"] - 1.0) for pair in pairs]
     share = [100.0 * pair["counter_s"] / pair["counted_wall_s"] for pair in pairs]
     config = training_config(steps, learning_starts)
     return {
         "config": {key: getattr(config, key) for key in ("env", "actor", "algo", "T", "replay", "steps", "learning_starts",
-                                                          "batch_size", "update_every", "hidden")} | {"turn_steps": turn_steps},
+                                                          "batch_size", "update_every", "hidden")}
+        | {"turn_steps": turn_steps, "counters": "inert" if inert else "counting"},
         "pairs": pairs,
         "overhead_pct_cpu": {"median": statistics.median(cpu), "per_pair": cpu},
         "overhead_pct_wall": {"median": statistics.median(wall), "per_pair": wall},
@@ -413,7 +429,18 @@ def main() -> None:
     parser.add_argument("--forwards", type=int, default=2000, help="timed forwards of each variant at batch 1; batch 256 runs a fifth (default 2000)")
     parser.add_argument("--take-every", type=int, default=500, help="counted forwards per take() (default 500)")
     parser.add_argument("--skip-training", action="store_true", help="run only the forward-pass benchmark")
+    parser.add_argument("--inert-counters", action="store_true",
+                        help="in the training pairs, install counters that count nothing (their wrappers and step hook alone)")
     args = parser.parse_args()
+    if args.inert_counters and args.skip_training:
+        parser.error("--inert-counters applies to the training pairs, which --skip-training skips. Drop one of them")
+    minimums = {"--learning-starts": (args.learning_starts, 0), "--training-rounds": (args.training_rounds, 1),
+                "--turn-steps": (args.turn_steps, 1), "--forwards": (args.forwards, 2), "--take-every": (args.take_every, 1)}
+    for option, (value, minimum) in minimums.items():
+        if value < minimum:
+            parser.error(f"{option} must be at least {minimum}, got {value}")
+    if args.steps < args.learning_starts + 2:
+        parser.error(f"--steps must exceed --learning-starts by at least 2 (two halves of updates), got {args.steps} and {args.learning_starts}")
     torch.set_num_threads(1)
 
     result: dict[str, Any] = {
@@ -428,7 +455,7 @@ def main() -> None:
         "forward_batch_256": bench_forward(256, max(1, args.forwards // 5), args.take_every),
     }
     if not args.skip_training:
-        result["training"] = bench_training(args.steps, args.learning_starts, args.training_rounds, args.turn_steps)
+        result["training"] = bench_training(args.steps, args.learning_starts, args.training_rounds, args.turn_steps, args.inert_counters)
     result["load_average_1min_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
 

@@ -53,6 +53,7 @@ only run on CPU.
 
 from __future__ import annotations
 
+import itertools
 import math
 import types
 import weakref
@@ -93,6 +94,8 @@ _HOST_COUNT_ELEMENTS = 128
 # Calls of at most this many input elements are accumulated elementwise (see _Accumulator): at
 # that size one elementwise addition costs less than the matrix product of a column sum.
 _ELEMENTWISE_ELEMENTS = 4096
+# Calls whose sums a total keeps apart before adding them to its float64 sum.
+_TOTAL_SLOTS = 64
 # Accumulator group of dense inputs, whose accumulator counts zeros (see _dense_zeros).
 _DENSE_ZEROS = "dense_zeros"
 _VALUE_KIND = {"spike": "spike", "signed": "spike", _DENSE_ZEROS: "dense"}
@@ -109,7 +112,8 @@ class _Accumulator:
     ``values`` has the input's shape [rows, features] and each call adds its input elementwise
     (one cheap operation; the rows are summed when the counts are read). A ``total`` accumulator
     (spike input of a Linear layer whose weight has no zero, so that every input has the same
-    fan-out) keeps one float64 sum, and each call adds its input's sum, one reduction. Otherwise
+    fan-out) keeps one float64 sum: each call writes its input's sum into the next of 64 slots, one
+    reduction, and full slots are added to that sum. Otherwise
     ``values`` has the per-sample shape ``shape`` ([features], or [C, *spatial] for a convolution)
     and each call adds its column sums with one matrix product, ones[1, rows] @ matrix[rows, features].
     ``values`` is kept across flushes and takes (:meth:`clear` zeroes it). It is created outside
@@ -119,7 +123,7 @@ class _Accumulator:
 
     __slots__ = (
         "values", "row", "shape", "dtype", "device", "is_cpu", "rows", "max_rows", "scale", "ones", "ones_rows",
-        "counts_zeros", "elementwise", "total", "input_shape", "room",
+        "counts_zeros", "elementwise", "total", "input_shape", "room", "partials", "slots", "filled",
     )
 
     def __init__(
@@ -139,8 +143,12 @@ class _Accumulator:
         with torch.inference_mode(False):
             if self.total:
                 self.values = torch.zeros(1, dtype=torch.float64, device=device)
+                self.partials = torch.zeros(_TOTAL_SLOTS, dtype=dtype, device=device)
             else:
                 self.values = torch.zeros((call_rows, width) if self.elementwise else shape, dtype=dtype, device=device)
+                self.partials = torch.empty(0)
+        self.slots = self.partials.unbind()
+        self.filled = 0
         self.row = self.values.view(1, -1)
         self.shape, self.dtype, self.device, self.is_cpu = shape, dtype, self.values.device, self.values.is_cpu
         self.rows = 0
@@ -183,7 +191,7 @@ class _Accumulator:
             self.rows += rows
             return
         if self.total:
-            self.values.add_(matrix.sum())
+            self.add_total(matrix)
             self.input_shape = matrix.shape
             self.ones_rows = rows
             self.rows += rows
@@ -197,14 +205,30 @@ class _Accumulator:
         self.row.addmm_(self.ones, matrix)
         self.rows += rows
 
+    def add_total(self, matrix: torch.Tensor) -> None:
+        """Write the sum of a 2-D ``matrix`` into the next slot of a total, folding the slots when they are full."""
+        torch.sum(matrix, (0, 1), out=self.slots[self.filled])
+        self.filled += 1
+        if self.filled == _TOTAL_SLOTS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Add the filled slots of a total to its float64 sum."""
+        if self.filled:
+            self.values.add_(self.partials[: self.filled].sum(dtype=torch.float64))
+            self.filled = 0
+
     def clear(self) -> None:
         """Empty the accumulator for reuse."""
         if self.rows:
             self.values.zero_()
             self.rows = 0
+            self.filled = 0
 
     def nonzero_values(self) -> torch.Tensor:
         """Return the non-zero counts per input feature (and position), of shape ``shape``."""
+        if self.total:
+            self.fold()
         values = self.values.sum(0, dtype=torch.float64).view(self.shape) if self.elementwise else self.values
         return self.rows - values if self.counts_zeros else values
 
@@ -389,7 +413,7 @@ class _Site:
         """Take the fan-out of ``weight``; counts taken with another fan-out are multiplied by it first.
 
         A new version of the weight is checked once. An in-place change bumps the version, and
-        :meth:`OperationCounter._optimizer_stepped` marks weights that an optimizer stepped,
+        the optimizer step hook (:func:`_optimizer_stepped`) marks weights that an optimizer stepped,
         because a fused step (``torch.optim.Adam(fused=True)``, torch 2.13) leaves it as it was.
         """
         if isinstance(weight, torch.Tensor):
@@ -398,6 +422,8 @@ class _Site:
                 return
         else:
             version = pointer = -1
+        if weight is not self.weight:
+            _LAYOUT_EPOCH[0] += 1
         fanout = layer_fanout(self.module, weight)
         unchanged = isinstance(fanout, float) and isinstance(self.fanout, float) and fanout == self.fanout
         if not unchanged:
@@ -501,10 +527,11 @@ class OperationCounter:
         kind is fixed by the architecture, so the first calls catch a wrong declaration; NaN
         inputs of spike-fed layers are detected at every call regardless.
     :param effective_mac_phases: phases in which dense-fed layers count their zero inputs
-        (``effective_mac``) and detect NaN inputs. That costs three passes over every dense
-        input (a zero indicator in two elementwise operations, then a column sum). So by default
-        the ``learning`` phase skips it. There, dense layers cost nothing per call beyond shape
-        arithmetic, and their ``effective_mac`` is booked equal to ``mac`` (no zero skipping
+        (``effective_mac``) and detect NaN inputs, and population encoders detect NaN and ±inf
+        observations. That costs three passes over every dense input (a zero indicator in two
+        elementwise operations, then a column sum). So by default the ``learning`` phase skips
+        it. There, dense layers and encoders cost nothing per call beyond shape arithmetic, and
+        the dense layers' ``effective_mac`` is booked equal to ``mac`` (no zero skipping
         assumed).
 
     ``seconds`` is the wall time in seconds spent counting since construction: inside the
@@ -547,11 +574,6 @@ class OperationCounter:
         self._removed = False
         self._register(modules)
         self._weighted = [site for site in self._sites if site.role == "synapse"]
-        # Per optimizer: the ids of its parameters and of the layers' weights when last seen, and
-        # the sites those parameters feed. The optimizer keeps references to its parameters, so
-        # their ids cannot be reused while they are in the key.
-        self._stepped_sites: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple, list[_Site]]]
-        self._stepped_sites = weakref.WeakKeyDictionary()
         _watch_optimizers(self)
 
     # ----------------------------------------------------------------------------- public API
@@ -632,7 +654,7 @@ class OperationCounter:
                 del vars(site.module)["forward"]
             site.wrapper = None
             site.weight = None
-        _WATCHING.discard(self)
+        _unwatch_optimizers(self)
         self._removed = True
 
     # ----------------------------------------------------------------------------- registration
@@ -828,14 +850,17 @@ class OperationCounter:
     def _chain_wrapper(self, chain: _Site, layers: list[_Site]) -> Callable:
         counter, stack, module, shape_only = self, self._stack, chain.module, self._shape_only
         class_forward = type(module).forward
-        children = list(module)
+        # Torch updates these hook dictionaries in place, so their truth value at each call shows
+        # whether any forward hook could change what the chain computes.
+        hooks = (_global_forward_pre_hooks, _global_forward_hooks)
+        hooks += tuple(hooks for child in module for hooks in (child._forward_pre_hooks, child._forward_hooks))
         in_features = layers[0].module.in_features
 
         def forward(self_: nn.Module, *args: Any, **kwargs: Any) -> Any:
             if not stack or self_ is not module or not shape_only[stack[-1]]:
                 return class_forward(self_, *args, **kwargs)
             x = args[0] if len(args) == 1 and not kwargs else None
-            if type(x) is not torch.Tensor or not x.dim() or x.shape[-1] != in_features or _hooks_on(children):
+            if type(x) is not torch.Tensor or not x.dim() or x.shape[-1] != in_features or any(hooks):
                 return class_forward(self_, *args, **kwargs)
             start = perf_counter()
             phase = stack[-1]
@@ -860,8 +885,9 @@ class OperationCounter:
 
         Those calls are a declared spike layer past its spike checks, or a declared dense layer,
         fed a [rows, in] input of the previous call's shape, dtype and device while the weight
-        keeps its version. They cost a few attribute reads and one in-place matrix product (two
-        more elementwise operations for the zero indicator of dense input). A dense layer in a
+        keeps its fan-out. They cost a few attribute reads and one in-place operation (two more
+        elementwise operations for the zero indicator of dense input), and a new weight version
+        adds one zero-free test (:meth:`_Site.refresh_fanout`). A dense layer in a
         phase that counts shapes only costs two additions. Every other call takes
         :meth:`_count_linear`, which also prepares the inlined path for the next call.
         """
@@ -881,14 +907,21 @@ class OperationCounter:
             x = args[0] if args else None
             weight = parameters.get("weight")
             if (
-                accumulator is not None
-                and type(x) is torch.Tensor
-                and x.shape == accumulator.input_shape
-                and accumulator.rows <= accumulator.room
-                and weight is site.weight
-                and weight._version == site.weight_version
-                and weight.data_ptr() == site.weight_pointer
+                accumulator is None
+                or type(x) is not torch.Tensor
+                or x.shape != accumulator.input_shape
+                or accumulator.rows > accumulator.room
             ):
+                accumulator = None
+            elif weight is not site.weight or weight._version != site.weight_version or weight.data_ptr() != site.weight_pointer:
+                # A new weight version (after every optimizer step) stays on this path while its
+                # fan-out is unchanged; refresh_fanout clears ``ready`` when it changes.
+                if isinstance(weight, torch.Tensor):
+                    site.refresh_fanout(weight)
+                    accumulator = ready[phase]
+                else:
+                    accumulator = None
+            if accumulator is not None:
                 rows = accumulator.ones_rows
                 if x.requires_grad:
                     x = x.detach()
@@ -902,7 +935,10 @@ class OperationCounter:
                     elif not accumulator.total:
                         accumulator.row.addmm_(accumulator.ones, x)
                     elif x.dtype is accumulator.dtype:
-                        accumulator.values.add_(x.sum())
+                        torch.sum(x, (0, 1), out=accumulator.slots[accumulator.filled])
+                        accumulator.filled += 1
+                        if accumulator.filled == _TOTAL_SLOTS:
+                            accumulator.fold()
                     else:
                         raise RuntimeError("input dtype differs from the accumulator's")
                 except RuntimeError:
@@ -990,25 +1026,10 @@ class OperationCounter:
 
         return forward
 
-    def _optimizer_stepped(self, optimizer: torch.optim.Optimizer) -> None:
-        """Make every layer whose weight ``optimizer`` just updated take its fan-out again at its next call.
-
-        A fused optimizer step (``torch.optim.Adam(fused=True)`` in torch 2.13) leaves the
-        weight's version counter unchanged, so the version check alone would miss it. The sites
-        of each optimizer are found once and again only when its parameters change.
-        """
-        start = perf_counter()
-        parameters = tuple(id(parameter) for group in optimizer.param_groups for parameter in group["params"])
-        # A layer's weight may be replaced too (weight tying), so the layers' weights are part of the key.
-        layout = (parameters, tuple(id(site.weight) for site in self._weighted))
-        stepped = self._stepped_sites.get(optimizer)
-        if stepped is None or stepped[0] != layout:
-            ids = set(parameters)
-            stepped = (layout, [site for site in self._weighted if id(site.current_weight()) in ids or id(site.weight) in ids])
-            self._stepped_sites[optimizer] = stepped
-        for site in stepped[1]:
-            site.weight_version = -1
-        self.seconds += perf_counter() - start
+    def _stepped_sites(self, parameters: tuple[int, ...]) -> list[_Site]:
+        """Return the layers whose weight is one of ``parameters`` (ids of an optimizer's parameters)."""
+        ids = set(parameters)
+        return [site for site in self._weighted if id(site.current_weight()) in ids or id(site.weight) in ids]
 
     # ----------------------------------------------------------------------------- counting
 
@@ -1033,7 +1054,10 @@ class OperationCounter:
         record.rows += rows
         record.out_units = site.encoder_units
         record.mac += rows * site.encoder_units
-        if observations is not None:
+        # Like dense layers, the encoder tests its observations for NaN and ±inf only where zeros
+        # are counted: the learning phase reads replayed observations, which the replay buffers
+        # reject when non-finite.
+        if observations is not None and not self._shape_only[phase]:
             _probe(site, record, phase, observations.detach() if observations.requires_grad else observations)
 
         if self._neuron_calls == site.neuron_calls_before and _emits_spikes(module):
@@ -1158,8 +1182,17 @@ class OperationCounter:
 # hook per counter, removed when the counter is garbage collected, could be removed inside
 # torch's loop over its hooks (a collection triggered by a hook's allocation), and torch then
 # raised "OrderedDict mutated during iteration". A WeakSet defers removals while it is iterated.
+# The hook reads the set as a tuple of its weak references, rebuilt when the set changes,
+# because iterating the WeakSet itself at every step cost more than the rest of the hook.
+# _STEPPED keeps, per optimizer, the layers its steps update and the counters to charge.
 _WATCHING: weakref.WeakSet[OperationCounter] = weakref.WeakSet()
+_WATCHING_REFS: list[tuple[weakref.ref, ...]] = [()]
 _STEP_HOOK: list[torch.utils.hooks.RemovableHandle] = []
+_STEPPED: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple, list[_Site], list[weakref.ref]]]
+_STEPPED = weakref.WeakKeyDictionary()
+# Changes whenever a cached list of stepped layers may be stale: a counter starts or stops
+# following optimizers, or a counted layer's weight is replaced by another tensor (weight tying).
+_LAYOUT_EPOCH = [0]
 
 
 def _watch_optimizers(counter: OperationCounter) -> None:
@@ -1167,21 +1200,51 @@ def _watch_optimizers(counter: OperationCounter) -> None:
     if not _STEP_HOOK:
         _STEP_HOOK.append(register_optimizer_step_post_hook(_optimizer_stepped))
     _WATCHING.add(counter)
+    _forget_layouts()
+
+
+def _unwatch_optimizers(counter: OperationCounter) -> None:
+    _WATCHING.discard(counter)
+    _forget_layouts()
+
+
+def _forget_layouts() -> None:
+    _WATCHING_REFS[0] = ()
+    _STEPPED.clear()
+    _LAYOUT_EPOCH[0] += 1
 
 
 def _optimizer_stepped(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-    for counter in list(_WATCHING):
-        counter._optimizer_stepped(optimizer)
+    """Make every counted layer whose weight ``optimizer`` just updated take its fan-out again at its next call.
+
+    A fused optimizer step (``torch.optim.Adam(fused=True)`` in torch 2.13) leaves the weight's
+    version counter unchanged, so the version check alone would miss it. The layers of each
+    optimizer are found once, and again only when its parameters or the layout change.
+    """
+    start = perf_counter()
+    refs = _WATCHING_REFS[0]
+    if len(refs) != len(_WATCHING):
+        # A counter was collected without remove().
+        refs = _WATCHING_REFS[0] = tuple(_WATCHING.data)
+        _LAYOUT_EPOCH[0] += 1
+    key = (_parameter_ids(optimizer), _LAYOUT_EPOCH[0])
+    stepped = _STEPPED.get(optimizer)
+    if stepped is None or stepped[0] != key:
+        counters = [counter for counter in (ref() for ref in refs) if counter is not None]
+        sites = [site for counter in counters for site in counter._stepped_sites(key[0])]
+        stepped = _STEPPED[optimizer] = (key, sites, [weakref.ref(counter) for counter in counters])
+    for site in stepped[1]:
+        site.weight_version = -1
+    # Each counter's own time is its share of the hook's.
+    share = (perf_counter() - start) / max(1, len(stepped[2]))
+    for ref in stepped[2]:
+        counter = ref()
+        if counter is not None:
+            counter.seconds += share
 
 
-def _hooks_on(modules: list[nn.Module]) -> bool:
-    """Return whether any forward hook could change what the modules compute (theirs or global ones)."""
-    if _global_forward_pre_hooks or _global_forward_hooks:
-        return True
-    for module in modules:
-        if module._forward_pre_hooks or module._forward_hooks:
-            return True
-    return False
+def _parameter_ids(optimizer: torch.optim.Optimizer) -> tuple[int, ...]:
+    return tuple(map(id, itertools.chain.from_iterable(group["params"] for group in optimizer.param_groups)))
 
 
 def _count_root(site: _Site, record: _Tally, phase: int, args: tuple, kwargs: dict) -> None:
