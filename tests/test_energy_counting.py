@@ -1305,6 +1305,20 @@ def test_dense_chain_matches_per_layer_counts():
     assert chained.mac == 6 * (7 * 16 + 16 * 16 + 16) + 3 * 16 * 16
 
 
+def test_chain_hook_dropping_rows():
+    # A hook that changes what the chain computes must make it count layer by layer: here the
+    # second Linear's output keeps 2 of 6 rows, so the last layer sees 2 rows, not 6.
+    critic = ChainCritic()
+    handle = critic.net[2].register_forward_hook(lambda module, args, output: output[:2])
+    counter = OperationCounter(critic)
+    with torch.no_grad(), counter.phase("learning"):
+        critic(torch.randn(6, 4), torch.randn(6, 3))
+    counts = counter.take("learning")
+    counter.remove()
+    handle.remove()
+    assert counts.mac == 6 * 7 * 16 + 6 * 16 * 16 + 2 * 16 * 1
+
+
 def test_dense_chain_counts_zeros_in_acting():
     critic = ChainCritic()
     obs, action = torch.randn(5, 4), torch.randn(5, 3)
