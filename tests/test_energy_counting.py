@@ -1306,8 +1306,8 @@ def test_dense_chain_matches_per_layer_counts():
 
 
 def test_chain_hook_dropping_rows():
-    # A hook that changes what the chain computes must make it count layer by layer: here the
-    # second Linear's output keeps 2 of 6 rows, so the last layer sees 2 rows, not 6.
+    # A hook that changes what the chain computes must make it count layer by layer. Here the
+    # second Linear's output keeps 2 of 6 rows, so the last layer receives 2 rows, not 6.
     critic = ChainCritic()
     handle = critic.net[2].register_forward_hook(lambda module, args, output: output[:2])
     counter = OperationCounter(critic)

@@ -112,8 +112,8 @@ class _Accumulator:
     ``values`` has the input's shape [rows, features] and each call adds its input elementwise
     (one cheap operation; the rows are summed when the counts are read). A ``total`` accumulator
     (spike input of a Linear layer whose weight has no zero, so that every input has the same
-    fan-out) keeps one float64 sum: each call writes its input's sum into the next of 64 slots, one
-    reduction, and full slots are added to that sum. Otherwise
+    fan-out) keeps one float64 sum. Each call writes its input's sum into the next of 64 slots (one
+    reduction), and full slots are added to that sum. Otherwise
     ``values`` has the per-sample shape ``shape`` ([features], or [C, *spatial] for a convolution)
     and each call adds its column sums with one matrix product, ones[1, rows] @ matrix[rows, features].
     ``values`` is kept across flushes and takes (:meth:`clear` zeroes it). It is created outside
@@ -915,7 +915,7 @@ class OperationCounter:
                 accumulator = None
             elif weight is not site.weight or weight._version != site.weight_version or weight.data_ptr() != site.weight_pointer:
                 # A new weight version (after every optimizer step) stays on this path while its
-                # fan-out is unchanged; refresh_fanout clears ``ready`` when it changes.
+                # fan-out is unchanged. refresh_fanout clears ``ready`` when the fan-out changes.
                 if isinstance(weight, torch.Tensor):
                     site.refresh_fanout(weight)
                     accumulator = ready[phase]
@@ -935,10 +935,7 @@ class OperationCounter:
                     elif not accumulator.total:
                         accumulator.row.addmm_(accumulator.ones, x)
                     elif x.dtype is accumulator.dtype:
-                        torch.sum(x, (0, 1), out=accumulator.slots[accumulator.filled])
-                        accumulator.filled += 1
-                        if accumulator.filled == _TOTAL_SLOTS:
-                            accumulator.fold()
+                        accumulator.add_total(x)
                     else:
                         raise RuntimeError("input dtype differs from the accumulator's")
                 except RuntimeError:
@@ -1224,7 +1221,7 @@ def _optimizer_stepped(optimizer: torch.optim.Optimizer, args: tuple, kwargs: di
     start = perf_counter()
     refs = _WATCHING_REFS[0]
     if len(refs) != len(_WATCHING):
-        # A counter was collected without remove().
+        # The set changed: a counter was created, removed, or collected without remove().
         refs = _WATCHING_REFS[0] = tuple(_WATCHING.data)
         _LAYOUT_EPOCH[0] += 1
     key = (_parameter_ids(optimizer), _LAYOUT_EPOCH[0])
