@@ -20,7 +20,11 @@ Prints one JSON object with two measurements. All times are CPU seconds of the m
   overhead exceeds it by what lies outside the counters' timers: the wrappers' own calls, and the
   cache and memory traffic that counting adds to the rest of a step. With ``--inert-counters``
   the counted halves keep the counters installed but count nothing (every ``phase`` is a no-op),
-  which measures the wrappers' calls and the optimizer step hook alone.
+  which measures the wrappers' calls and the optimizer step hook alone. ``--ablate`` drops one
+  part of the counters' tensor work from the counted halves, to measure what that part costs in
+  place: ``zero-tests`` takes every weight version as zero-free without reading it, and
+  ``input-sums`` skips the sum of each large spike input (its AC count is then wrong). Ablated
+  counts are not exact, and the result lists the parts dropped.
 * Cost per counted forward pass. The registry's PopSAN actor (obs 17, act 6, T = 5, 256-256)
   at batch 1 and 256, under ``torch.inference_mode`` as the agent acts, three ways on three
   copies with the same weights: bare (no counter); counted (inside its own ``acting`` phase,
@@ -40,6 +44,7 @@ Run: ``python tools/bench_energy.py --json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -49,19 +54,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Iterator
 
 import snntorch as snn
 import torch
 from torch import nn
 
 from neurorl.config import build_config
-from neurorl.energy import OperationCounter, OperationCounts
+from neurorl.energy import OperationCounter, OperationCounts, counting, synapses
 from neurorl.energy.counting import SPIKE_CHECK_CALLS
 from neurorl.experiment.training import Trainer
 from neurorl.snn.actors import ActorSpec, build_actor
 
 FORWARD_SPEC = ActorSpec(obs_dim=17, act_dim=6, T=5)
+# Parts of the counters' tensor work that --ablate can drop from the training pairs.
+ABLATIONS = ("zero-tests", "input-sums")
 
 
 # --------------------------------------------------------------------------------- training loop
@@ -264,13 +271,47 @@ def run_training_pair(steps: int, learning_starts: int, turn_steps: int, inert: 
     }
 
 
-def bench_training(steps: int, learning_starts: int, rounds: int, turn_steps: int, inert: bool = False) -> dict[str, Any]:
-    """Run ``rounds`` crossover pairs of training runs (see :func:`run_training_pair`).
+@contextlib.contextmanager
+def ablated(parts: Collection[str]) -> Iterator[None]:
+    """Drop ``parts`` (names from ``ABLATIONS``) from every counter's work while the block runs.
+
+    ``zero-tests``: every CPU floating-point weight version counts as zero-free without being read.
+    ``input-sums``: a spike layer's total advances its slot without summing the input, so its ACs
+    are lost. Counts taken in the block are therefore not exact.
+    """
+    unknown = set(parts) - set(ABLATIONS)
+    if unknown:
+        raise ValueError(f"unknown ablation {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
+    zero_free, add_total = synapses.zero_free, counting._Accumulator.add_total
+
+    def assume_zero_free(weight: torch.Tensor) -> bool:
+        return weight.device.type == "cpu" and weight.is_floating_point() and weight.numel() > 0
+
+    def skip_sum(accumulator: Any, matrix: torch.Tensor) -> None:
+        accumulator.filled += 1
+        if accumulator.filled == counting._TOTAL_SLOTS:
+            accumulator.filled = 0
+
+    try:
+        if "zero-tests" in parts:
+            synapses.zero_free = assume_zero_free
+        if "input-sums" in parts:
+            counting._Accumulator.add_total = skip_sum
+        yield
+    finally:
+        synapses.zero_free, counting._Accumulator.add_total = zero_free, add_total
+
+
+def bench_training(
+    steps: int, learning_starts: int, rounds: int, turn_steps: int, inert: bool = False, ablate: Collection[str] = ()
+) -> dict[str, Any]:
+    """Run ``rounds`` crossover pairs of training runs (see :func:`run_training_pair`), with ``ablate`` dropped.
 
     A short pair runs first to warm up imports and allocators.
     """
-    run_training_pair(learning_starts + 4 * turn_steps, learning_starts, turn_steps, inert)
-    pairs = [run_training_pair(steps, learning_starts, turn_steps, inert) for _ in range(rounds)]
+    with ablated(ablate):
+        run_training_pair(learning_starts + 4 * turn_steps, learning_starts, turn_steps, inert)
+        pairs = [run_training_pair(steps, learning_starts, turn_steps, inert) for _ in range(rounds)]
     cpu = [100.0 * (pair["counted_cpu_s"] / pair["uncounted_cpu_s"] - 1.0) for pair in pairs]
     wall = [100.0 * (pair["counted_wall_s"] / pair["uncounted_wall_s"] - 1.0) for pair in pairs]
     share = [100.0 * pair["counter_s"] / pair["counted_wall_s"] for pair in pairs]
@@ -278,7 +319,8 @@ def bench_training(steps: int, learning_starts: int, rounds: int, turn_steps: in
     return {
         "config": {key: getattr(config, key) for key in ("env", "actor", "algo", "T", "replay", "steps", "learning_starts",
                                                           "batch_size", "update_every", "hidden")}
-        | {"turn_steps": turn_steps, "counters": "inert" if inert else "counting"},
+        | {"turn_steps": turn_steps, "counters": "inert" if inert else "counting", "ablated": sorted(ablate),
+           "counts_exact": not inert and not ablate},
         "pairs": pairs,
         "overhead_pct_cpu": {"median": statistics.median(cpu), "per_pair": cpu},
         "overhead_pct_wall": {"median": statistics.median(wall), "per_pair": wall},
@@ -431,9 +473,15 @@ def main() -> None:
     parser.add_argument("--skip-training", action="store_true", help="run only the forward-pass benchmark")
     parser.add_argument("--inert-counters", action="store_true",
                         help="in the training pairs, install counters that count nothing (their wrappers and step hook alone)")
+    parser.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
+                        help="in the training pairs, drop this part of the counting work (repeatable; counts are then inexact)")
     args = parser.parse_args()
     if args.inert_counters and args.skip_training:
         parser.error("--inert-counters applies to the training pairs, which --skip-training skips. Drop one of them")
+    if args.ablate and args.skip_training:
+        parser.error("--ablate applies to the training pairs, which --skip-training skips. Drop one of them")
+    if args.ablate and args.inert_counters:
+        parser.error("--ablate drops parts of the counting work, and --inert-counters counts nothing at all. Use one of them")
     minimums = {"--learning-starts": (args.learning_starts, 0), "--training-rounds": (args.training_rounds, 1),
                 "--turn-steps": (args.turn_steps, 1), "--forwards": (args.forwards, 2), "--take-every": (args.take_every, 1)}
     for option, (value, minimum) in minimums.items():
@@ -455,7 +503,8 @@ def main() -> None:
         "forward_batch_256": bench_forward(256, max(1, args.forwards // 5), args.take_every),
     }
     if not args.skip_training:
-        result["training"] = bench_training(args.steps, args.learning_starts, args.training_rounds, args.turn_steps, args.inert_counters)
+        result["training"] = bench_training(args.steps, args.learning_starts, args.training_rounds, args.turn_steps,
+                                            args.inert_counters, sorted(set(args.ablate)))
     result["load_average_1min_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
 
