@@ -94,6 +94,15 @@ def spike_input(batch: int = 4, steps: int = 5, features: int = 12, rate: float 
     return (torch.rand(batch, steps, features, generator=generator) < rate).float()
 
 
+def zero_free_spike_linear(seed: int) -> nn.Linear:
+    """Return a 12 -> 5 spike-fed Linear layer whose weights lie in [0.5, 1.5), so none is zero."""
+    layer = nn.Linear(12, 5)
+    layer.input_kind = "spike"
+    with torch.no_grad():
+        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(seed)) + 0.5)
+    return layer
+
+
 def count_phase(modules, *args, phase: str = "acting") -> OperationCounts:
     counter = OperationCounter(*modules) if isinstance(modules, (tuple, list)) else OperationCounter(modules)
     with torch.no_grad(), counter.phase(phase):
@@ -1365,10 +1374,7 @@ def test_zero_free_matches_definition(elements, dtype):
 def test_zero_free_spike_layer_total_follows_weight_zeros():
     # Inputs of 500 x 12 are past the elementwise layout, so a weight without zeros sums them to
     # one total. Zero weights must switch every phase to per-input counts, and restored ones back.
-    layer = nn.Linear(12, 5)
-    layer.input_kind = "spike"
-    with torch.no_grad():
-        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(0)) + 0.5)
+    layer = zero_free_spike_linear(seed=0)
     net = nn.Sequential(layer)
     counter = OperationCounter(net, spike_check_calls=0)
     expected = {"acting": [0, 0], "learning": [0, 0]}
@@ -1399,10 +1405,7 @@ def test_spike_total_over_many_calls():
     # into its float64 sum. Peeks and takes land between folds, before and after the slots fill.
     from neurorl.energy import counting
 
-    layer = nn.Linear(12, 5)
-    layer.input_kind = "spike"
-    with torch.no_grad():
-        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(2)) + 0.5)
+    layer = zero_free_spike_linear(seed=2)
     counter = OperationCounter(layer, spike_check_calls=0)
     calls = 2 * counting._TOTAL_SLOTS + 7
     take_after = {3, counting._TOTAL_SLOTS + 1, calls}
@@ -1425,10 +1428,7 @@ def test_spike_total_over_many_calls():
 
 
 def test_zero_free_spike_layer_total_after_dtype_change():
-    layer = nn.Linear(12, 5)
-    layer.input_kind = "spike"
-    with torch.no_grad():
-        layer.weight.copy_(torch.rand(5, 12, generator=torch.Generator().manual_seed(1)) + 0.5)
+    layer = zero_free_spike_linear(seed=1)
     counter = OperationCounter(layer, spike_check_calls=0)
     expected = 0
     for seed, dtype in enumerate([torch.float32, torch.float32, torch.float64, torch.float64, torch.float32]):

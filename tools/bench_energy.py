@@ -21,10 +21,10 @@ Prints one JSON object with two measurements. All times are CPU seconds of the m
   cache and memory traffic that counting adds to the rest of a step. With ``--inert-counters``
   the counted halves keep the counters installed but count nothing (every ``phase`` is a no-op),
   which measures the wrappers' calls and the optimizer step hook alone. ``--ablate`` drops one
-  part of the counters' tensor work from the counted halves, to measure what that part costs in
-  place: ``zero-tests`` takes every weight version as zero-free without reading it, and
-  ``input-sums`` skips the sum of each large spike input (its AC count is then wrong). Ablated
-  counts are not exact, and the result lists the parts dropped.
+  part of the counters' tensor work from the counted halves, which measures what that part costs
+  in place. ``zero-tests`` takes every weight version as zero-free without reading it.
+  ``input-sums`` skips the sum of each large spike input, so its AC count is wrong. Ablated counts
+  are not exact, and the result lists the parts dropped.
 * Cost per counted forward pass. The registry's PopSAN actor (obs 17, act 6, T = 5, 256-256)
   at batch 1 and 256, under ``torch.inference_mode`` as the agent acts, three ways on three
   copies with the same weights: bare (no counter); counted (inside its own ``acting`` phase,
@@ -278,10 +278,14 @@ def ablated(parts: Collection[str]) -> Iterator[None]:
     ``zero-tests``: every CPU floating-point weight version counts as zero-free without being read.
     ``input-sums``: a spike layer's total advances its slot without summing the input, so its ACs
     are lost. Counts taken in the block are therefore not exact.
+
+    NOTE: both parts are dropped by replacing module attributes, which reaches only callers that
+    look them up at each call (``layer_fanout`` through ``synapses.zero_free``, and the wrappers
+    through the method). A caller that binds either name once would keep the real work.
     """
     unknown = set(parts) - set(ABLATIONS)
     if unknown:
-        raise ValueError(f"unknown ablation {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
+        raise ValueError(f"invalid ablation {sorted(unknown)}; choose from {', '.join(ABLATIONS)}")
     zero_free, add_total = synapses.zero_free, counting._Accumulator.add_total
 
     def assume_zero_free(weight: torch.Tensor) -> bool:
